@@ -1,0 +1,236 @@
+"""Loading ConvNeXt checkpoints in the layouts people actually have.
+
+:func:`convert_to_convnext` is the one pure function that maps any supported
+layout onto this package's parameter names; the backbone's
+``init_cfg=dict(type='Pretrained')`` and ``tools/convert_checkpoint.py`` both
+use it. Supported layouts (see the reference sheet, section 2):
+
+- official ImageNet files ``{'model': sd}`` (``dwconv``/``pwconv``, ``norm``,
+  ``head``), EMA files ``{'model_ema': sd}``;
+- mmpretrain ``{'state_dict': {'backbone.…depthwise_conv…', 'head.fc…'}}``;
+- timm (``stem.*``, ``stages.i.downsample.*``, ``stages.s.blocks.b.conv_dw``,
+  ``mlp.fc1``, ``head.norm``, ``head.fc``);
+- full detector / segmentor checkpoints (backbone under ``backbone.``, with
+  the dense output norms ``norm0..norm3``), from this package, mmdet or the
+  official dense repos.
+"""
+import logging
+import os.path as osp
+import re
+from collections import OrderedDict
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+# A converted key must look like one of these to count as ConvNeXt.
+_CONVNEXT_KEY = re.compile(
+    r'^(downsample_layers\.\d+\.[01]\.(weight|bias)'
+    r'|stages\.\d+\.\d+\.(dwconv|norm|pwconv1|pwconv2)\.(weight|bias)'
+    r'|stages\.\d+\.\d+\.gamma'
+    r'|norm\d\.(weight|bias))$')
+
+# (pattern, replacement) applied in order to timm names.
+_TIMM_RULES = (
+    (r'^stem\.([01])\.', r'downsample_layers.0.\1.'),
+    (r'^stages\.(\d+)\.downsample\.([01])\.', r'downsample_layers.\1.\2.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.', r'stages.\1.\2.dwconv.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.', r'stages.\1.\2.pwconv1.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.', r'stages.\1.\2.pwconv2.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.', r'stages.\1.\2.'),
+)
+# mmpretrain block names -> official names.
+_MMPRETRAIN_RULES = (
+    (r'\.depthwise_conv\.', '.dwconv.'),
+    (r'\.pointwise_conv1\.', '.pwconv1.'),
+    (r'\.pointwise_conv2\.', '.pwconv2.'),
+)
+# Fraction of the backbone's pretrained-able tensors that must load.
+MIN_MATCH_FRACTION = 0.5
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into a ConvNeXt backbone."""
+
+
+def unwrap_state_dict(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
+    """Return the tensor dict of a checkpoint file's content.
+
+    Args:
+        checkpoint (Mapping): What ``torch.load`` returned: a state dict, or
+            a dict holding it under ``state_dict``, ``model`` or
+            ``model_ema``.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(
+            f'expected a dict of tensors, got {type(checkpoint).__name__}')
+    for key in ('state_dict', 'model', 'model_ema'):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    tensors = {k: v for k, v in checkpoint.items()
+               if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(
+            'no tensors found (top-level keys: '
+            f'{sorted(map(str, checkpoint))[:8]}); expected a state dict or '
+            "{'state_dict': ...} / {'model': ...}")
+    return tensors
+
+
+def convert_to_convnext(state_dict: Mapping[str, torch.Tensor],
+                        prefix: Optional[str] = None
+                        ) -> Dict[str, torch.Tensor]:
+    """Map a ConvNeXt state dict of any supported layout to our names.
+
+    Pure: no I/O, the input is not modified. Classification parts (the final
+    ``norm``/``head.norm``/mmpretrain's classifier ``norm3`` and every
+    ``head``) are dropped, as the official dense runs do; the dense output
+    norms ``norm0..3`` of detector/segmentor checkpoints are kept. Keys that
+    do not belong to a ConvNeXt trunk are dropped.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): The tensors (already unwrapped,
+            see :func:`unwrap_state_dict`).
+        prefix (str, optional): Keep only keys under this prefix and strip
+            it (e.g. ``'backbone.'``). Defaults to None: strip ``module.``
+            (DDP) and, if present, take the ``backbone.`` sub-dict.
+
+    Returns:
+        dict[str, Tensor]: Keys as in :class:`~convnext_backbone.ConvNeXt`.
+    """
+    sd = OrderedDict(
+        (k[len('module.'):] if k.startswith('module.') else k, v)
+        for k, v in state_dict.items())
+    # mmpretrain classifiers keep the pooled-feature norm as backbone.norm3
+    # next to head.fc; that norm is the classification one, not a dense one.
+    dense_parts = ('neck.', 'decode_head.', 'roi_head.', 'rpn_head.',
+                   'auxiliary_head.', 'bbox_head.', 'mask_head.')
+    is_classifier = (any(k.startswith('head.') for k in sd)
+                     and not any(k.startswith(dense_parts) for k in sd))
+    if prefix is None and any(k.startswith('backbone.') for k in sd):
+        prefix = 'backbone.'
+    if prefix:
+        sd = OrderedDict((k[len(prefix):], v) for k, v in sd.items()
+                         if k.startswith(prefix))
+    is_timm = any(k.startswith('stem.') for k in sd)
+    rules = _TIMM_RULES if is_timm else _MMPRETRAIN_RULES
+    out = OrderedDict()
+    for key, value in sd.items():
+        if key.startswith(('head.', 'norm.')) or key == 'norm':
+            continue  # classification head and final norm
+        if is_classifier and re.match(r'^norm\d\.', key):
+            continue
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        if _CONVNEXT_KEY.match(key):
+            out[key] = value
+    return out
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: str = 'cpu') -> Dict[str, torch.Tensor]:
+    """Read a checkpoint safely (``weights_only=True``) and unwrap it.
+
+    Args:
+        filename (str): Local path, ``http(s)://`` URL or any scheme
+            mmengine's ``CheckpointLoader`` knows.
+        map_location (str): Device to map tensors to. Defaults to 'cpu'.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    is_url = '://' in filename
+    if not is_url and not osp.isfile(filename):
+        raise FileNotFoundError(
+            f"ConvNeXt checkpoint '{filename}' does not exist; pass an "
+            'existing file or an http(s) URL in init_cfg=dict('
+            "type='Pretrained', checkpoint=...), or set init_cfg=None to "
+            'train from scratch')
+    try:
+        content = CheckpointLoader.load_checkpoint(
+            filename, map_location=map_location)
+    except Exception as exc:  # torch raises many types for bad files
+        raise CheckpointError(
+            f"cannot read checkpoint '{filename}': {type(exc).__name__}: "
+            f'{str(exc).splitlines()[0] if str(exc) else exc!r}. It must be '
+            'a file written by torch.save holding only tensors/plain types '
+            '(it is loaded with weights_only=True)') from exc
+    try:
+        return unwrap_state_dict(content)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint '{filename}': {exc}") from None
+
+
+def load_convnext_checkpoint(
+        model: nn.Module,
+        filename: str,
+        prefix: Optional[str] = None,
+        logger: Optional[logging.Logger] = None
+) -> Tuple[list, list, list]:
+    """Load a checkpoint of any supported layout into a ConvNeXt backbone.
+
+    Args:
+        model (ConvNeXt): The backbone.
+        filename (str): Path or URL of the checkpoint.
+        prefix (str, optional): See :func:`convert_to_convnext`.
+        logger (logging.Logger, optional): Where the one-line summary goes.
+
+    Returns:
+        tuple[list, list, list]: loaded, missing and unexpected keys.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: unreadable, not ConvNeXt, too few keys matched, or
+            shapes differ (e.g. a ConvNeXt-T file into a ConvNeXt-B).
+    """
+    raw = load_checkpoint_file(filename)
+    converted = convert_to_convnext(raw, prefix=prefix)
+    own = model.state_dict()
+    if not converted:
+        sample = ', '.join(list(raw)[:5])
+        raise CheckpointError(
+            f"checkpoint '{filename}' holds no ConvNeXt weights (first keys: "
+            f'{sample}); expected an official, mmpretrain, timm or '
+            'detector/segmentor ConvNeXt checkpoint')
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape))
+                  for k, v in converted.items()
+                  if k in own and v.shape != own[k].shape]
+    if mismatched:
+        lines = '; '.join(f'{k}: checkpoint {a} vs model {b}'
+                          for k, a, b in mismatched[:4])
+        raise CheckpointError(
+            f"checkpoint '{filename}' does not fit this ConvNeXt "
+            f'(arch={model.arch!r}, depths={model.depths}, dims={model.dims}):'
+            f' {len(mismatched)} shape(s) differ, e.g. {lines}. Pick the '
+            'arch the checkpoint was trained with')
+    loaded = [k for k in converted if k in own]
+    unexpected = [k for k in converted if k not in own]
+    missing = [k for k in own if k not in converted]
+    # The output norms are new for dense tasks; every other tensor of the
+    # trunk is expected from an ImageNet file.
+    trunk = [k for k in own if not re.match(r'^norm\d\.', k)]
+    trunk_loaded = sum(k in converted for k in trunk)
+    if trunk_loaded < MIN_MATCH_FRACTION * len(trunk):
+        raise CheckpointError(
+            f"checkpoint '{filename}' matches only {trunk_loaded} of "
+            f'{len(trunk)} trunk tensors of ConvNeXt(arch={model.arch!r}) '
+            f'(e.g. missing {missing[:3]}); is it a checkpoint of this '
+            'arch?')
+    model.load_state_dict(converted, strict=False)
+    if logger is not None:
+        logger.info(
+            f'ConvNeXt: loaded {len(loaded)} tensors from {filename}; '
+            f'missing {len(missing)} ({_summarise(missing)}), unexpected '
+            f'{len(unexpected)} ({_summarise(unexpected)})')
+    return loaded, missing, unexpected
+
+
+def _summarise(keys: list) -> str:
+    """Group keys by their first two name parts for a one-line log."""
+    if not keys:
+        return 'none'
+    groups = OrderedDict()
+    for k in keys:
+        parts = k.split('.')
+        groups.setdefault('.'.join(parts[:2]) if parts[0] == 'stages'
+                          else parts[0], 0)
+    return ', '.join(groups)

@@ -1,0 +1,73 @@
+"""The one table of ConvNeXt variants.
+
+The backbone, the configs and the docs all read :data:`ARCH_SETTINGS`; a
+config names a preset (``arch='tiny'``) instead of retyping depths and dims.
+T/S/B/L/XL are the paper's variants (Liu et al., CVPR 2022, Table 1 and
+appendix); atto/femto/pico/nano are the small variants people use for edge
+work (timm / ConvNeXt-V2 naming).
+"""
+from typing import Dict, Sequence, Tuple, Union
+
+ARCH_SETTINGS: Dict[str, Dict[str, Tuple[int, ...]]] = {
+    'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)),
+    'femto': dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384)),
+    'pico': dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512)),
+    'nano': dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640)),
+    'tiny': dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
+    'small': dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
+    'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
+    'large': dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
+    'xlarge': dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048)),
+}
+
+# Short names as the paper writes them ("ConvNeXt-T").
+ARCH_ALIASES: Dict[str, str] = {
+    't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'xl': 'xlarge',
+}
+
+NUM_STAGES = 4
+STRIDES: Tuple[int, ...] = (4, 8, 16, 32)
+
+
+def resolve_arch(
+        arch: Union[str, Dict[str, Sequence[int]]]
+) -> Dict[str, Tuple[int, ...]]:
+    """Turn a preset name or a custom ``dict(depths, dims)`` into settings.
+
+    Args:
+        arch (str | dict): A key of :data:`ARCH_SETTINGS` (or an alias such
+            as ``'T'``), or ``dict(depths=[...4 ints], dims=[...4 ints])``.
+
+    Returns:
+        dict: ``dict(depths=tuple, dims=tuple)`` with four positive ints each.
+    """
+    if isinstance(arch, str):
+        key = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if key not in ARCH_SETTINGS:
+            raise ValueError(
+                f"unknown ConvNeXt arch '{arch}'; choose one of: "
+                f"{', '.join(ARCH_SETTINGS)} (or a custom "
+                "dict(depths=[d0, d1, d2, d3], dims=[c0, c1, c2, c3]))")
+        return dict(ARCH_SETTINGS[key])
+    if not isinstance(arch, dict):
+        raise TypeError(
+            f'arch must be a preset name or dict(depths=..., dims=...), '
+            f'got {type(arch).__name__}: {arch!r}')
+    unknown = set(arch) - {'depths', 'dims'}
+    missing = {'depths', 'dims'} - set(arch)
+    if unknown or missing:
+        raise ValueError(
+            f'custom arch {arch!r} must have exactly the keys depths and '
+            f'dims (missing: {sorted(missing)}, unknown: {sorted(unknown)})')
+    settings = {}
+    for key in ('depths', 'dims'):
+        value = arch[key]
+        if (not isinstance(value, (list, tuple)) or len(value) != NUM_STAGES
+                or not all(isinstance(v, int) and not isinstance(v, bool)
+                           and v > 0 for v in value)):
+            raise ValueError(
+                f'custom arch {key}={value!r} must be {NUM_STAGES} positive '
+                f'ints, one per stage, e.g. {key}='
+                f"{list(ARCH_SETTINGS['tiny'][key])}")
+        settings[key] = tuple(value)
+    return settings
