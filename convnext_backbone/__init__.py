@@ -2,8 +2,8 @@
 
 Importing the package (``custom_imports=dict(imports=['convnext_backbone'])``
 in a config) applies the torch/numpy compatibility fixes and registers
-``ConvNeXt`` (backbone) and ``LayerDecayOptimizerConstructor`` in mmengine's
-root registries, which every OpenMMLab scope falls back to.
+``ConvNeXt`` (backbone), ``ConvNeXtLayerDecayOptimizerConstructor`` and
+``RandomStateHook`` in mmengine's root registries, which every OpenMMLab scope falls back to.
 """
 from . import compat
 
@@ -12,6 +12,7 @@ compat.apply()
 from .checkpoint import (CheckpointError, convert_to_convnext,  # noqa: E402
                          load_convnext_checkpoint)
 from .convnext import ConvNeXt, ConvNeXtBlock, LayerNorm2d  # noqa: E402
+from .hooks import RandomStateHook  # noqa: E402
 from .layer_decay import (LayerDecayOptimizerConstructor,  # noqa: E402
                           get_layer_id_for_convnext)
 from .presets import ARCH_SETTINGS, resolve_arch  # noqa: E402
@@ -19,7 +20,7 @@ from .version import __version__  # noqa: E402
 
 __all__ = [
     'ARCH_SETTINGS', 'CheckpointError', 'ConvNeXt', 'ConvNeXtBlock',
-    'LayerDecayOptimizerConstructor', 'LayerNorm2d', 'convert_to_convnext',
+    'LayerDecayOptimizerConstructor', 'LayerNorm2d', 'RandomStateHook', 'convert_to_convnext',
     'get_layer_id_for_convnext', 'load_convnext_checkpoint',
     'resolve_arch', '__version__'
 ]

@@ -138,6 +138,7 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
               for S/B/L/XL); a given value must equal it.
 
     Example:
+        >>> # a COCO config (default_scope='mmdet'), ConvNeXt-T Cascade
         >>> optim_wrapper = dict(
         ...     type='AmpOptimWrapper',
         ...     constructor='LayerDecayOptimizerConstructor',

@@ -47,14 +47,14 @@ logger = logging.getLogger(__name__)
 #: Shape classes of the toy detection set (COCO ``category_id`` = index + 1).
 TOY_DET_CLASSES: Tuple[str, ...] = ('square', 'circle', 'triangle', 'star')
 #: RGB visualisation colour of each detection class (its colour family).
-TOY_DET_PALETTE: Tuple[Tuple[int, int, int],
-                       ...] = ((220, 40, 40), (40, 170, 60), (40, 90, 220),
-                               (240, 190, 30))
+#: (A list of tuples, as mmdet's visualizer takes a tuple for one colour.)
+TOY_DET_PALETTE: List[Tuple[int, int, int]] = [(220, 40, 40), (40, 170, 60),
+                                               (40, 90, 220), (240, 190, 30)]
 #: Classes of the toy semantic set after ``reduce_zero_label=True``.
 TOY_SEG_CLASSES: Tuple[str, ...] = ('background', ) + TOY_DET_CLASSES
 #: RGB visualisation colour of each semantic class.
-TOY_SEG_PALETTE: Tuple[Tuple[int, int, int],
-                       ...] = ((120, 120, 120), ) + TOY_DET_PALETTE
+TOY_SEG_PALETTE: List[Tuple[int, int, int]] = [(120, 120, 120)
+                                               ] + TOY_DET_PALETTE
 
 #: Texture of each detection class (same order as ``TOY_DET_CLASSES``).
 TOY_DET_TEXTURES: Tuple[str, ...] = ('solid', 'stripes', 'checker', 'dots')

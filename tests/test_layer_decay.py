@@ -11,6 +11,7 @@ from typing import Dict, Tuple
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -371,6 +372,7 @@ def mask_rcnn_cfg(frozen_stages: int) -> dict:
                                sampling_ratio=0), **roi),
             mask_head=dict(type='FCNMaskHead', num_convs=1, in_channels=16,
                            conv_out_channels=16, num_classes=3)),
+        train_cfg=None,
         test_cfg=dict(
             rpn=dict(nms_pre=100, max_per_img=100,
                      nms=dict(type='nms', iou_threshold=0.7),
@@ -406,7 +408,7 @@ def build_in_scope(scope: str, cfg: dict) -> nn.Module:
         from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope(scope):
-        return MODELS.build(cfg)
+        return MODELS.build(ConfigDict(cfg))  # mmdet reads cfg.rpn etc.
 
 
 @pytest.mark.parametrize('frozen_stages', [-1, 0])
