@@ -13,14 +13,15 @@ from .checkpoint import (CheckpointError, convert_to_convnext,  # noqa: E402
                          load_convnext_checkpoint)
 from .convnext import ConvNeXt, ConvNeXtBlock, LayerNorm2d  # noqa: E402
 from .hooks import RandomStateHook  # noqa: E402
-from .layer_decay import (LayerDecayOptimizerConstructor,  # noqa: E402
+from .layer_decay import (ConvNeXtLayerDecayOptimizerConstructor,  # noqa: E402
                           get_layer_id_for_convnext)
 from .presets import ARCH_SETTINGS, resolve_arch  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     'ARCH_SETTINGS', 'CheckpointError', 'ConvNeXt', 'ConvNeXtBlock',
-    'LayerDecayOptimizerConstructor', 'LayerNorm2d', 'RandomStateHook', 'convert_to_convnext',
+    'ConvNeXtLayerDecayOptimizerConstructor', 'LayerNorm2d', 'RandomStateHook',
+    'convert_to_convnext',
     'get_layer_id_for_convnext', 'load_convnext_checkpoint',
     'resolve_arch', '__version__'
 ]

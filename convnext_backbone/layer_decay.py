@@ -1,7 +1,7 @@
 """Layer-wise learning-rate decay for ConvNeXt (the paper's official rule).
 
 :func:`get_layer_id_for_convnext` is the pure parameter -> layer-id rule;
-:class:`LayerDecayOptimizerConstructor` only wires it into mmengine, for
+:class:`ConvNeXtLayerDecayOptimizerConstructor` only wires it into mmengine, for
 mmdet and mmseg alike.
 """
 import logging
@@ -91,10 +91,8 @@ def find_convnext_backbones(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return found
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(
-    name=['LayerDecayOptimizerConstructor',
-          'ConvNeXtLayerDecayOptimizerConstructor'])
-class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """Optimizer wrapper with the paper's layer-wise lr decay for ConvNeXt.
 
     Every trainable parameter gets a layer id from
@@ -110,13 +108,10 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     :class:`~mmengine.optim.DefaultOptimWrapperConstructor` builds it, so
     ``type='AmpOptimWrapper'`` and ``clip_grad`` work as usual.
 
-    Registered in mmengine's root registry as
-    ``LayerDecayOptimizerConstructor`` and as
-    ``ConvNeXtLayerDecayOptimizerConstructor``. mmseg 1.x registers a
-    deprecated BEiT constructor of the first name in its own registry, which
-    wins under ``default_scope='mmseg'``; segmentation configs must therefore
-    say ``constructor='ConvNeXtLayerDecayOptimizerConstructor'`` (or
-    ``'mmengine.LayerDecayOptimizerConstructor'``).
+    Registered in mmengine's root registry under its own name only: mmdet
+    and mmseg own ``LearningRateDecayOptimizerConstructor``, and mmseg 1.x
+    also registers a deprecated BEiT ``LayerDecayOptimizerConstructor``
+    that would win under ``default_scope='mmseg'``.
 
     Each param group carries ``params``, ``param_names``, ``lr`` (absolute:
     mmengine's param schedulers scale it per group), ``weight_decay``,
@@ -141,7 +136,7 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         >>> # a COCO config (default_scope='mmdet'), ConvNeXt-T Cascade
         >>> optim_wrapper = dict(
         ...     type='AmpOptimWrapper',
-        ...     constructor='LayerDecayOptimizerConstructor',
+        ...     constructor='ConvNeXtLayerDecayOptimizerConstructor',
         ...     paramwise_cfg=dict(decay_rate=0.7, decay_type='layer_wise',
         ...                        num_layers=6),
         ...     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999),
@@ -167,11 +162,11 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if unknown:
             raise ValueError(
                 f'unknown paramwise_cfg key(s) {unknown} for '
-                f'LayerDecayOptimizerConstructor; allowed keys: '
+                f'ConvNeXtLayerDecayOptimizerConstructor; allowed keys: '
                 f"{', '.join(PARAMWISE_KEYS)} ({example})")
         if not isinstance(cfg, dict) or 'decay_rate' not in cfg:
             raise ValueError(
-                f'LayerDecayOptimizerConstructor needs paramwise_cfg with a '
+                f'ConvNeXtLayerDecayOptimizerConstructor needs paramwise_cfg with a '
                 f'decay_rate, got paramwise_cfg={cfg!r}; {example}')
         rate = cfg['decay_rate']
         if (not isinstance(rate, numbers.Real) or isinstance(rate, bool)
@@ -281,7 +276,7 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
 
         self._log_groups(groups, backbones, num_layers, num_frozen)
         print_log(
-            'LayerDecayOptimizerConstructor parameters:\n' +
+            'ConvNeXtLayerDecayOptimizerConstructor parameters:\n' +
             '\n'.join(details),
             logger='current',
             level=logging.DEBUG)
@@ -293,7 +288,7 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         """One INFO table: a row per param group."""
         where = ', '.join(prefix or '<model>' for prefix, _ in backbones)
         lines = [
-            f'LayerDecayOptimizerConstructor: {self.decay_type} decay, '
+            f'ConvNeXtLayerDecayOptimizerConstructor: {self.decay_type} decay, '
             f'decay_rate={self.decay_rate}, num_layers={num_layers} (ids '
             f'0..{num_layers + 1}), lr={self.base_lr}, '
             f'weight_decay={self.base_wd}, ConvNeXt at: {where}, '
@@ -323,7 +318,7 @@ class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         hint = (f' (found {others}, whose parameter names differ; use '
                 "mmdet's / mmseg's LearningRateDecayOptimizerConstructor for "
                 'those)' if others else '')
-        return (f'LayerDecayOptimizerConstructor found no '
+        return (f'ConvNeXtLayerDecayOptimizerConstructor found no '
                 f'convnext_backbone.ConvNeXt in {type(module).__name__}'
                 f'({children or "no children"}){hint}; it only applies to '
                 f'models with that backbone: use the '

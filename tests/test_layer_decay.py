@@ -16,7 +16,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from convnext_backbone import ConvNeXt, LayerDecayOptimizerConstructor
+from convnext_backbone import ConvNeXt, ConvNeXtLayerDecayOptimizerConstructor
 from convnext_backbone.layer_decay import infer_num_layers
 
 DIMS = (8, 16, 32, 64)
@@ -101,7 +101,7 @@ def build(model: nn.Module,
           optimizer: dict = None,
           **wrapper_cfg) -> OptimWrapper:
     optimizer = optimizer or dict(type='AdamW', lr=1.0, weight_decay=0.05)
-    return LayerDecayOptimizerConstructor(
+    return ConvNeXtLayerDecayOptimizerConstructor(
         dict(optimizer=optimizer, **wrapper_cfg), paramwise_cfg)(model)
 
 
@@ -194,7 +194,7 @@ def test_wrapped_and_nested_backbones_get_the_same_lrs():
     # via __call__ (which unwraps .module) and via add_params directly
     assert per_param(build(DDPLike(model), cfg), model) == plain
     groups = []
-    LayerDecayOptimizerConstructor(
+    ConvNeXtLayerDecayOptimizerConstructor(
         dict(optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
         cfg).add_params(groups, DDPLike(model))
     assert groups[0]['param_names'][0].startswith('module.backbone.')
@@ -307,14 +307,14 @@ def test_logs_one_info_table_and_details_at_debug():
 ])
 def test_bad_paramwise_cfg(paramwise_cfg, match):
     with pytest.raises(ValueError, match=match):
-        LayerDecayOptimizerConstructor(
+        ConvNeXtLayerDecayOptimizerConstructor(
             dict(optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)),
             paramwise_cfg)
 
 
 def test_optimizer_without_weight_decay_is_an_error():
     with pytest.raises(ValueError, match='weight_decay'):
-        LayerDecayOptimizerConstructor(
+        ConvNeXtLayerDecayOptimizerConstructor(
             dict(optimizer=dict(type='AdamW', lr=1e-4)),
             dict(decay_rate=0.7))
 
@@ -431,7 +431,7 @@ def test_same_groups_as_openmmlab_constructor(scope, decay_type,
     official = per_param(Official(wrapper_cfg, dict(paramwise_cfg))(model),
                          model)
     ours = per_param(
-        LayerDecayOptimizerConstructor(wrapper_cfg,
+        ConvNeXtLayerDecayOptimizerConstructor(wrapper_cfg,
                                        dict(paramwise_cfg))(model), model)
     assert ours == official  # bit-identical lr and weight decay
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -440,10 +440,9 @@ def test_same_groups_as_openmmlab_constructor(scope, decay_type,
 
 
 @pytest.mark.parametrize('scope,constructor', [
-    ('mmdet', 'LayerDecayOptimizerConstructor'),
     ('mmdet', 'ConvNeXtLayerDecayOptimizerConstructor'),
     ('mmseg', 'ConvNeXtLayerDecayOptimizerConstructor'),
-    ('mmseg', 'mmengine.LayerDecayOptimizerConstructor'),
+    ('mmseg', 'mmengine.ConvNeXtLayerDecayOptimizerConstructor'),
 ])
 def test_config_names_resolve_under_each_scope(scope, constructor):
     model = build_in_scope(scope, mask_rcnn_cfg(-1) if scope == 'mmdet' else

@@ -24,9 +24,9 @@ param_scheduler = [
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
-    # mmseg 1.x registers its BEiT constructor as
-    # 'LayerDecayOptimizerConstructor' in the mmseg scope, where it would win
-    # over ours; this alias names convnext_backbone's constructor.
+    # convnext_backbone's constructor (the paper's rule), named apart from
+    # mmseg's own 'LearningRateDecayOptimizerConstructor' and its BEiT
+    # 'LayerDecayOptimizerConstructor'.
     constructor='ConvNeXtLayerDecayOptimizerConstructor',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),

@@ -28,7 +28,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     # convnext_backbone's constructor (the paper's rule); mmdet's own is
     # registered as 'LearningRateDecayOptimizerConstructor'.
-    constructor='LayerDecayOptimizerConstructor',
+    constructor='ConvNeXtLayerDecayOptimizerConstructor',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(decay_type='layer_wise'))
