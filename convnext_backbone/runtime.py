@@ -40,12 +40,14 @@ __all__ = [
     'prepare_train_cfg'
 ]
 
-#: Top-level keys mmengine's Runner reads although a config may lack them;
-#: ``--cfg-options`` may add these.
+#: Top-level keys mmengine's Runner (0.10.x) and the tools read although a
+#: config may lack them; ``--cfg-options`` may add these.
 RUNNER_KEYS = frozenset(
     set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}
     | {
-        'find_unused_parameters', 'sync_bn', 'runner_type', 'tta_model',
+        'activation_checkpointing', 'compile', 'custom_imports',
+        'efficient_conv_bn_eval', 'find_unused_parameters',
+        'model_wrapper_cfg', 'runner_type', 'sync_bn', 'tta_model',
         'tta_pipeline'
     })
 
@@ -234,11 +236,11 @@ def _is_local(path: Any) -> bool:
 
 def _evaluator_ann_files(evaluator: Any,
                          where: str) -> Iterator[Tuple[str, str]]:
-    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    is_list = isinstance(evaluator, (list, tuple))
+    metrics = evaluator if is_list else [evaluator]
     for i, metric in enumerate(metrics):
         if isinstance(metric, dict) and _is_local(metric.get('ann_file')):
-            key = where if len(metrics) == 1 and not isinstance(
-                evaluator, (list, tuple)) else f'{where}.{i}'
+            key = f'{where}.{i}' if is_list else where
             yield metric['ann_file'], f'{key}.ann_file'
 
 
@@ -257,7 +259,7 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
         DatasetNotFoundError: Lists every missing path, where the data is
             expected and the ``--cfg-options`` that point elsewhere.
     """
-    missing, loaders, evaluators, types = [], [], [], []
+    missing, loaders, evaluators, types, roots = [], [], [], [], []
     for phase in phases:
         loader = cfg.get(f'{phase}_dataloader')
         if not isinstance(loader, dict):
@@ -269,6 +271,7 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
                 continue
             types.append(dataset.get('type'))
             root = dataset.get('data_root') or ''
+            roots.append(root)
             if root and not _is_local(root):
                 continue
             entries = []
@@ -285,7 +288,7 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
         evaluator = cfg.get(f'{phase}_evaluator')
         for ann_file, key in _evaluator_ann_files(evaluator,
                                                   f'{phase}_evaluator'):
-            evaluators.append(key)
+            evaluators.append((key, ann_file))
             if not osp.exists(ann_file):
                 missing.append(f"  {osp.abspath(ann_file)}\n    ({key})")
     if not missing:
@@ -294,9 +297,16 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
                if t in DATASET_LAYOUTS]
     expected = ('Expected layout: ' + '; '.join(layouts) +
                 '.\n') if layouts else ''
-    options = ' '.join([f'{name}.dataset.data_root=/path/to/data'
-                        for name in loaders] +
-                       [f'{key}=/path/to/ann.json' for key in evaluators])
+    new_ann_files = []
+    for key, ann_file in evaluators:
+        # the metric's own copy of a path below data_root
+        root = next((r for r in roots if r and ann_file.startswith(r)), None)
+        rest = (ann_file[len(root):].lstrip('/')
+                if root else osp.basename(ann_file))
+        new_ann_files.append(f'{key}=/path/to/data/{rest}')
+    options = ' '.join(
+        [f'{name}.dataset.data_root=/path/to/data'
+         for name in loaders] + new_ann_files)
     raise DatasetNotFoundError(
         'dataset not found; these paths do not exist (relative ones are '
         f'relative to {os.getcwd()}):\n' + '\n'.join(missing) + '\n' +
@@ -422,35 +432,14 @@ def _enable_visualization(cfg: Config, scope: str, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
 
 
-def _enable_tta(cfg: Config, scope: str) -> None:
+def _enable_tta(cfg: Config) -> None:
     """Wrap the model in ``tta_model`` and test with ``tta_pipeline``."""
-    if scope == 'mmdet' and 'tta_model' not in cfg:
-        # mmdet's tools/test.py default: horizontal-flip TTA.
-        _log_once('--tta: no tta_model in the config, using mmdet\'s flip '
-                  'TTA (DetTTAModel)')
-        cfg.tta_model = dict(
-            type='DetTTAModel',
-            tta_cfg=dict(
-                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
-        pipeline[-1] = dict(
-            type='TestTimeAug',
-            transforms=[[
-                dict(type='RandomFlip', prob=1.),
-                dict(type='RandomFlip', prob=0.)
-            ],
-                        [
-                            dict(
-                                type='PackDetInputs',
-                                meta_keys=('img_id', 'img_path', 'ori_shape',
-                                           'img_shape', 'scale_factor',
-                                           'flip', 'flip_direction'))
-                        ]])
-        cfg.tta_pipeline = pipeline
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
         raise ConfigPrepareError(
-            '--tta needs tta_model and tta_pipeline in the config (the '
-            'ADE20K configs get them from their _base_ files)')
+            '--tta needs tta_model and tta_pipeline in the config. The '
+            'ADE20K configs get them from their _base_ files; the COCO ones '
+            "have none: the paper tests COCO at one scale, and mmdet 3.3's "
+            'DetTTAModel cannot merge masks')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
@@ -477,8 +466,9 @@ def prepare_test_cfg(cfg: Config,
         out (str, optional): mmdet: a ``.pkl`` file of all predictions
             (``DumpDetResults``); mmseg: a folder of predicted label PNGs
             (``IoUMetric(output_dir=...)``). Defaults to None.
-        tta (bool): Test with ``tta_model`` / ``tta_pipeline`` (ADE20K:
-            ratios 0.5-1.75 with flip). Defaults to False.
+        tta (bool): Test with the config's ``tta_model`` /
+            ``tta_pipeline`` (ADE20K: ratios 0.5-1.75 with flip). Defaults
+            to False.
         cfg_options (dict, optional): See :func:`merge_cfg_options`.
         check_data (bool): Run :func:`check_dataset_paths` for test.
             Defaults to True.
@@ -493,7 +483,7 @@ def prepare_test_cfg(cfg: Config,
     if show_dir is not None:
         _enable_visualization(cfg, scope, show_dir)
     if tta:
-        _enable_tta(cfg, scope)
+        _enable_tta(cfg)
     if out is not None:
         if scope == 'mmdet':
             if not out.endswith(('.pkl', '.pickle')):

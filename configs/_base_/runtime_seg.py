@@ -1,7 +1,8 @@
 # Runtime of the ADE20K configs (mmsegmentation 1.x).
 default_scope = 'mmseg'
-# Registers ConvNeXt and ConvNeXtLayerDecayOptimizerConstructor (mmengine's root
-# registries, found from every scope) and applies the torch compat fixes.
+# Registers ConvNeXt and ConvNeXtLayerDecayOptimizerConstructor (mmengine's
+# root registries, found from every scope) and applies the torch compat
+# fixes.
 custom_imports = dict(
     imports=['convnext_backbone'], allow_failed_imports=False)
 

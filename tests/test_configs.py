@@ -1,0 +1,466 @@
+"""The paper's configs: they load, build, match the reference sheet and run.
+
+- every config is in the tables below (written out from
+  shared/reference/convnext-dense-experiments.md, not copied from the
+  configs) and its resolved hyper-parameters equal the table's;
+- every config builds its full model once: parameter count close to the
+  paper's, neck / head ``in_channels`` equal to the built backbone's
+  ``out_channels``, and convnext_backbone's lr-decay constructor accepts it;
+- every config runs one training step and one validation (inference +
+  metric) on CPU with a micro backbone, small images and toy data, through
+  ``convnext_backbone.runtime`` and mmengine's Runner as tools/train.py does.
+
+The helpers ``toy_options`` / ``tiny_options`` are also used by
+test_tools.py.
+"""
+import glob
+import importlib
+import math
+import os.path as osp
+import sys
+from typing import Any, Dict, List
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:  # configs import convnext_backbone.presets
+    sys.path.insert(0, REPO)
+
+from convnext_backbone import (ConvNeXt,  # noqa: E402
+                               ConvNeXtLayerDecayOptimizerConstructor)
+from convnext_backbone.runtime import (build_runner,  # noqa: E402
+                                       prepare_train_cfg)
+from convnext_backbone.toy_data import (TOY_DET_CLASSES,  # noqa: E402
+                                        generate_toy_ade, generate_toy_coco)
+
+CONFIG_DIR = osp.join(REPO, 'configs')
+URL = 'https://dl.fbaipublicfiles.com/convnext/convnext_{}.pth'
+
+# Sheet section 4: detector, arch, drop path, lr, decay rate, num_layers,
+# checkpoint, AMP, epochs, lr steps; last, the params (M) column of the
+# paper's Table 3 (not in the sheet).
+COCO = {
+    'mask_rcnn_convnext_t':
+    ('MaskRCNN', 'tiny', 0.4, 1e-4, 0.95, 6, 'tiny_1k_224', True, 36,
+     [27, 33], 48),
+    'mask_rcnn_convnext_t_1x':
+    ('MaskRCNN', 'tiny', 0.4, 1e-4, 0.95, 6, 'tiny_1k_224', True, 12,
+     [8, 11], 48),
+    'cascade_mask_rcnn_convnext_t':
+    ('CascadeRCNN', 'tiny', 0.4, 2e-4, 0.7, 6, 'tiny_1k_224', True, 36,
+     [27, 33], 86),
+    'cascade_mask_rcnn_convnext_s':
+    ('CascadeRCNN', 'small', 0.6, 2e-4, 0.7, 12, 'small_1k_224', True, 36,
+     [27, 33], 108),
+    'cascade_mask_rcnn_convnext_b':
+    ('CascadeRCNN', 'base', 0.7, 2e-4, 0.8, 12, 'base_1k_224', True, 36,
+     [27, 33], 146),
+    'cascade_mask_rcnn_convnext_b_in22k':
+    ('CascadeRCNN', 'base', 0.6, 1e-4, 0.8, 12, 'base_22k_224', True, 36,
+     [27, 33], 146),
+    'cascade_mask_rcnn_convnext_l_in22k':
+    ('CascadeRCNN', 'large', 0.7, 1e-4, 0.7, 12, 'large_22k_224', False, 36,
+     [27, 33], 255),
+    'cascade_mask_rcnn_convnext_xl_in22k':
+    ('CascadeRCNN', 'xlarge', 0.8, 1e-4, 0.7, 12, 'xlarge_22k_224', False,
+     36, [27, 33], 407),
+}
+# Sheet section 5: arch, crop, drop path, lr, num_layers, checkpoint; last,
+# the params (M) column of the paper's Table 4 (not in the sheet).
+ADE = {
+    'upernet_convnext_t_512': ('tiny', 512, 0.4, 1e-4, 6, 'tiny_1k_224', 60),
+    'upernet_convnext_s_512': ('small', 512, 0.3, 1e-4, 12, 'small_1k_224',
+                               82),
+    'upernet_convnext_b_512': ('base', 512, 0.4, 1e-4, 12, 'base_1k_224',
+                               122),
+    'upernet_convnext_b_640_in22k': ('base', 640, 0.4, 1e-4, 12,
+                                     'base_22k_224', 122),
+    'upernet_convnext_l_640_in22k': ('large', 640, 0.4, 1e-4, 12,
+                                     'large_22k_224', 235),
+    'upernet_convnext_xl_640_in22k': ('xlarge', 640, 0.4, 8e-5, 12,
+                                      'xlarge_22k_224', 391),
+}
+ALL = sorted(COCO) + sorted(ADE)
+
+TINY_DIMS = [8, 16, 32, 64]
+TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=TINY_DIMS)
+SHRINK = 8  # image scales, crops and strides of the step tests
+
+
+def load(name: str) -> Config:
+    return Config.fromfile(osp.join(CONFIG_DIR, f'{name}.py'))
+
+
+def by_type(transforms: List[dict], type_name: str) -> dict:
+    found = [t for t in transforms if t['type'] == type_name]
+    assert len(found) == 1, (type_name, transforms)
+    return found[0]
+
+
+# ------------------------------------------------------------ option helpers
+def _shrunk(node: Any) -> Any:
+    """Pipeline copy with every scale, scales entry and crop size / SHRINK."""
+
+    def div(value):
+        if isinstance(value, (list, tuple)) and value and isinstance(
+                value[0], (list, tuple)):
+            return [div(v) for v in value]
+        return tuple(max(1, int(v) // SHRINK) for v in value)
+
+    if isinstance(node, dict):
+        return {
+            k: div(v) if k in ('scale', 'scales', 'crop_size') else _shrunk(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, (list, tuple)):
+        return [_shrunk(v) for v in node]
+    return node
+
+
+def _per_stage(head: Any, prefix: str, key: str,
+               value: Any) -> Dict[str, Any]:
+    """``prefix.key`` for one head, ``prefix.<i>.key`` for a list of them."""
+    if isinstance(head, (list, tuple)):
+        return {f'{prefix}.{i}.{key}': value for i in range(len(head))}
+    return {f'{prefix}.{key}': value}
+
+
+def toy_options(cfg: Config, root: str) -> Dict[str, Any]:
+    """--cfg-options that point a paper config at a toy data set."""
+    opts: Dict[str, Any] = {}
+    if cfg.default_scope == 'mmdet':
+        for phase, split in (('train', 'train'), ('val', 'val'), ('test',
+                                                                  'val')):
+            key = f'{phase}_dataloader.dataset'
+            opts[f'{key}.data_root'] = root
+            opts[f'{key}.ann_file'] = f'annotations/instances_{split}.json'
+            opts[f'{key}.data_prefix'] = dict(img=f'{split}/')
+            opts[f'{key}.metainfo'] = dict(classes=TOY_DET_CLASSES)
+        for phase in ('val', 'test'):
+            opts[f'{phase}_evaluator.ann_file'] = osp.join(
+                root, 'annotations', 'instances_val.json')
+        roi_head = cfg.model.roi_head
+        num = len(TOY_DET_CLASSES)
+        opts.update(
+            _per_stage(roi_head.bbox_head, 'model.roi_head.bbox_head',
+                       'num_classes', num))
+        opts['model.roi_head.mask_head.num_classes'] = num
+    else:  # ADE layout; ADE20KDataset keeps its 150 classes
+        for phase in ('train', 'val', 'test'):
+            opts[f'{phase}_dataloader.dataset.data_root'] = root
+    return opts
+
+
+def _narrowed_heads(model: dict) -> Dict[str, int]:
+    """``model.<path>`` -> width / 16 for every 256 / 512 / 1024-wide
+    ``*channels`` setting outside the backbone (FPN, RPN, RoI extractors,
+    box / mask / decode heads): same structure, a fraction of the work."""
+    opts = {}
+
+    def walk(node, path):
+        items = node.items() if isinstance(node, dict) else enumerate(
+            node) if isinstance(node, (list, tuple)) else ()
+        for key, value in items:
+            sub = f'{path}.{key}'
+            if (isinstance(key, str) and key.endswith('channels')
+                    and value in (256, 512, 1024)):
+                opts[sub] = value // 16
+            else:
+                walk(value, sub)
+
+    for key, value in model.items():
+        if key not in ('backbone', 'data_preprocessor'):
+            walk(value, f'model.{key}')
+    return opts
+
+
+def tiny_options(cfg: Config) -> Dict[str, Any]:
+    """--cfg-options for a fast CPU run: micro backbone, heads 1/16 wide,
+    scales / SHRINK, few RoIs, no worker processes, one epoch / iteration,
+    no checkpoint."""
+    opts: Dict[str, Any] = _narrowed_heads(cfg.model)
+    opts.update({
+        'model.backbone.arch': dict(_delete_=True, **TINY_ARCH),
+        'model.backbone.init_cfg': None,
+        # L of the lr-decay rule for depths[2] == 1
+        'optim_wrapper.paramwise_cfg.num_layers': 4,
+        'log_level': 'WARNING',
+        'default_hooks.checkpoint': None,
+    })
+    for phase in ('train', 'val', 'test'):
+        loader = f'{phase}_dataloader'
+        opts[f'{loader}.num_workers'] = 0
+        opts[f'{loader}.persistent_workers'] = False
+        opts[f'{loader}.dataset.pipeline'] = _shrunk(
+            cfg[loader].dataset.pipeline)
+    if 'tta_pipeline' in cfg:
+        opts['tta_pipeline'] = _shrunk(cfg.tta_pipeline)
+    if cfg.default_scope == 'mmdet':
+        opts['model.neck.in_channels'] = TINY_DIMS
+        opts['model.train_cfg.rpn_proposal.max_per_img'] = 100
+        opts.update(
+            _per_stage(cfg.model.train_cfg.rcnn, 'model.train_cfg.rcnn',
+                       'sampler.num', 16))
+        opts['model.test_cfg.rpn.max_per_img'] = 100
+        opts['model.test_cfg.rcnn.max_per_img'] = 5
+        opts['train_cfg.max_epochs'] = 1
+    else:
+        crop = cfg.model.test_cfg.crop_size[0] // SHRINK
+        stride = cfg.model.test_cfg.stride[0] // SHRINK
+        opts.update({
+            'model.decode_head.in_channels': TINY_DIMS,
+            'model.auxiliary_head.in_channels': TINY_DIMS[2],
+            'model.data_preprocessor.size': (crop, crop),
+            'model.test_cfg.crop_size': (crop, crop),
+            'model.test_cfg.stride': (stride, stride),
+            'train_cfg.max_iters': 1,
+            'train_cfg.val_interval': 1,
+        })
+    return opts
+
+
+@pytest.fixture(scope='module')
+def toy_roots(tmp_path_factory) -> Dict[str, str]:
+    root = tmp_path_factory.mktemp('toy')
+    coco = str(root / 'coco') + '/'
+    ade = str(root / 'ade')
+    generate_toy_coco(coco, seed=0, num_train=2, num_val=1, img_size=64)
+    generate_toy_ade(ade, seed=0, num_train=2, num_val=1, img_size=64)
+    return dict(mmdet=coco, mmseg=ade)
+
+
+# ------------------------------------------------------------------- tests
+def test_every_config_has_a_reference_row():
+    names = {
+        osp.splitext(osp.basename(p))[0]
+        for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))
+    }
+    assert names == set(ALL)
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_common_settings(name):
+    cfg = load(name)
+    assert cfg.custom_imports == dict(
+        imports=['convnext_backbone'], allow_failed_imports=False)
+    assert cfg.default_scope == ('mmdet' if name in COCO else 'mmseg')
+    backbone = cfg.model.backbone
+    assert backbone.type == 'ConvNeXt'
+    assert tuple(backbone.out_indices) == (0, 1, 2, 3)
+    assert backbone.layer_scale_init_value == 1.0
+    ckpt = COCO[name][6] if name in COCO else ADE[name][5]
+    assert backbone.init_cfg == dict(
+        type='Pretrained', checkpoint=URL.format(ckpt))
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW'
+    assert tuple(optim.optimizer.betas) == (0.9, 0.999)
+    assert optim.optimizer.weight_decay == 0.05
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+    assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # as released; see runtime
+
+
+@pytest.mark.parametrize('name', sorted(COCO))
+def test_coco_hyper_parameters(name):
+    (detector, arch, drop_path, lr, decay_rate, num_layers, _, amp, epochs,
+     steps, _) = COCO[name]
+    cfg = load(name)
+    model = cfg.model
+    assert model.type == detector
+    assert model.backbone.arch == arch
+    assert model.backbone.drop_path_rate == drop_path
+    optim = cfg.optim_wrapper
+    assert optim.constructor == 'ConvNeXtLayerDecayOptimizerConstructor'
+    assert optim.optimizer.lr == lr
+    assert optim.paramwise_cfg == dict(
+        decay_rate=decay_rate, decay_type='layer_wise', num_layers=num_layers)
+    assert optim.type == ('AmpOptimWrapper' if amp else 'OptimWrapper')
+    if amp:
+        assert optim.loss_scale == 'dynamic'
+    warmup, steps_cfg = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.by_epoch, warmup.begin,
+            warmup.end) == ('LinearLR', 0.001, False, 0, 500)
+    assert (steps_cfg.type, steps_cfg.milestones, steps_cfg.gamma,
+            steps_cfg.by_epoch, steps_cfg.end) == ('MultiStepLR', steps, 0.1,
+                                                   True, epochs)
+    assert cfg.train_cfg.max_epochs == epochs
+
+    # augmentation: flip, then (a) multi-scale or (b) resize-crop-resize
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert by_type(pipeline, 'RandomFlip').prob == 0.5
+    branch_a, branch_b = by_type(pipeline, 'RandomChoice').transforms
+    multi_scale = [(s, 1333) for s in range(480, 801, 32)]
+    assert len(branch_a) == 1 and branch_a[0].type == 'RandomChoiceResize'
+    assert [tuple(s) for s in branch_a[0].scales] == multi_scale
+    assert [t.type for t in branch_b] == [
+        'RandomChoiceResize', 'RandomCrop', 'RandomChoiceResize'
+    ]
+    assert [tuple(s) for s in branch_b[0].scales] == [(400, 1333),
+                                                      (500, 1333),
+                                                      (600, 1333)]
+    assert (branch_b[1].crop_type, tuple(branch_b[1].crop_size),
+            branch_b[1].allow_negative_crop) == ('absolute_range', (384, 600),
+                                                 True)
+    assert [tuple(s) for s in branch_b[2].scales] == multi_scale
+    assert all(t.keep_ratio for t in branch_a + [branch_b[0], branch_b[2]])
+    assert model.data_preprocessor.pad_size_divisor == 32
+    test_pipeline = cfg.test_dataloader.dataset.pipeline
+    assert tuple(by_type(test_pipeline, 'Resize').scale) == (1333, 800)
+    assert cfg.test_evaluator.metric == ['bbox', 'segm']
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+
+    roi_head = model.roi_head
+    assert model.neck.type == 'FPN' and model.neck.out_channels == 256
+    if detector == 'MaskRCNN':
+        assert roi_head.bbox_head.type == 'Shared2FCBBoxHead'
+        assert roi_head.bbox_head.loss_bbox.type == 'L1Loss'
+        return
+    # Cascade heads of the official runs
+    assert roi_head.stage_loss_weights == [1, 0.5, 0.25]
+    stds = [[.1, .1, .2, .2], [.05, .05, .1, .1], [.033, .033, .067, .067]]
+    for head, std in zip(roi_head.bbox_head, stds, strict=True):
+        assert (head.type, head.num_shared_convs,
+                head.num_shared_fcs) == ('ConvFCBBoxHead', 4, 1)
+        assert head.norm_cfg.type == 'SyncBN'
+        assert head.reg_class_agnostic is False
+        assert head.reg_decoded_bbox is True
+        assert head.loss_bbox == dict(type='GIoULoss', loss_weight=10.0)
+        assert head.bbox_coder.target_stds == std
+    assert (model.rpn_head.loss_bbox.type,
+            model.rpn_head.loss_bbox.beta) == ('SmoothL1Loss', 1.0 / 9.0)
+    assert model.train_cfg.rpn_proposal.max_per_img == 2000
+    assert [r.assigner.pos_iou_thr
+            for r in model.train_cfg.rcnn] == [0.5, 0.6, 0.7]
+    assert roi_head.mask_head.num_convs == 4
+
+
+@pytest.mark.parametrize('name', sorted(ADE))
+def test_ade20k_hyper_parameters(name):
+    arch, crop, drop_path, lr, num_layers, _, _ = ADE[name]
+    cfg = load(name)
+    model = cfg.model
+    assert (model.backbone.arch, model.backbone.drop_path_rate) == (arch,
+                                                                    drop_path)
+    optim = cfg.optim_wrapper
+    assert optim.constructor == 'ConvNeXtLayerDecayOptimizerConstructor'
+    assert (optim.type, optim.loss_scale) == ('AmpOptimWrapper', 'dynamic')
+    assert optim.optimizer.lr == lr
+    assert optim.paramwise_cfg == dict(
+        decay_rate=0.9, decay_type='stage_wise', num_layers=num_layers)
+    warmup, poly = cfg.param_scheduler
+    assert (warmup.type, warmup.start_factor, warmup.by_epoch, warmup.begin,
+            warmup.end) == ('LinearLR', 1e-6, False, 0, 1500)
+    assert (poly.type, poly.power, poly.eta_min, poly.begin, poly.end,
+            poly.by_epoch) == ('PolyLR', 1.0, 0.0, 1500, 160000, False)
+    assert (cfg.train_cfg.type,
+            cfg.train_cfg.max_iters) == ('IterBasedTrainLoop', 160000)
+
+    scale = (4 * crop, crop)
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    resize = by_type(pipeline, 'RandomResize')
+    assert (tuple(resize.scale), tuple(resize.ratio_range)) == (scale,
+                                                                (0.5, 2.0))
+    random_crop = by_type(pipeline, 'RandomCrop')
+    assert tuple(random_crop.crop_size) == (crop, crop)
+    assert random_crop.cat_max_ratio == 0.75
+    assert by_type(pipeline, 'RandomFlip').prob == 0.5
+    by_type(pipeline, 'PhotoMetricDistortion')
+    assert by_type(pipeline, 'LoadAnnotations').reduce_zero_label is True
+    test_pipeline = cfg.test_dataloader.dataset.pipeline
+    assert tuple(by_type(test_pipeline, 'Resize').scale) == scale
+    assert tuple(model.data_preprocessor.size) == (crop, crop)
+    stride = {512: 341, 640: 426}[crop]
+    assert model.test_cfg == dict(
+        mode='slide', crop_size=(crop, crop), stride=(stride, stride))
+    assert cfg.test_evaluator.iou_metrics == ['mIoU']
+    assert (cfg.train_dataloader.dataset.data_root ==
+            'data/ade/ADEChallengeData2016')
+
+    head, aux = model.decode_head, model.auxiliary_head
+    assert (head.type, tuple(head.pool_scales), head.channels,
+            head.dropout_ratio, head.num_classes,
+            head.align_corners) == ('UPerHead', (1, 2, 3, 6), 512, 0.1, 150,
+                                    False)
+    assert head.norm_cfg.type == 'SyncBN'
+    assert (aux.type, aux.in_index, aux.channels, aux.num_convs,
+            aux.loss_decode.loss_weight, aux.num_classes) == ('FCNHead', 2,
+                                                              256, 1, 0.4,
+                                                              150)
+    # multi-scale + flip test reachable with tools/test.py --tta
+    assert cfg.tta_model.type == 'SegTTAModel'
+    resizes, flips = cfg.tta_pipeline[1].transforms[:2]
+    assert [tuple(r.scale) for r in resizes] == [
+        (int(4 * crop * r), int(crop * r))
+        for r in (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    ]
+    assert sorted(f.prob for f in flips) == [0., 1.]
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_full_model(name):
+    """Build once: params vs the paper, in_channels vs the backbone, and
+    the lr-decay constructor (num_layers checked against the depths)."""
+    cfg = prepare_train_cfg(load(name), work_dir='unused', check_data=False)
+    scope = cfg.default_scope
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = models.build(cfg.model)
+        backbone = model.backbone
+        assert isinstance(backbone, ConvNeXt)
+        out = list(backbone.out_channels)
+        if scope == 'mmdet':
+            assert list(model.neck.in_channels) == out
+            paper_params = COCO[name][-1]
+        else:
+            assert list(model.decode_head.in_channels) == out
+            assert model.auxiliary_head.in_channels == out[2]
+            paper_params = ADE[name][-1]
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        # the paper rounds to whole millions
+        assert abs(params - paper_params) < 1, params
+
+        from mmengine.optim import build_optim_wrapper
+        from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.get(
+            cfg.optim_wrapper.constructor)
+        assert constructor is ConvNeXtLayerDecayOptimizerConstructor
+        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    groups = optim_wrapper.optimizer.param_groups
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    assert max(g['lr'] for g in groups) == pytest.approx(base_lr)
+    decay_rate = cfg.optim_wrapper.paramwise_cfg.decay_rate
+    num_layers = cfg.optim_wrapper.paramwise_cfg.num_layers
+    assert min(g['lr'] for g in groups) == pytest.approx(
+        base_lr * decay_rate**(num_layers + 1))
+    del model, optim_wrapper
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_one_step_on_cpu(name, toy_roots, tmp_path, monkeypatch):
+    """One training iteration (batch 2) and one validation pass with the
+    paper's pipelines (scales / 8), a micro model and toy data."""
+    # The Runner formats the whole config with yapf 3 times (log, dump,
+    # vis backend): ~2 s each for a Cascade config on this CPU. The raw text
+    # does here; tools/train.py in test_tools.py formats it for real.
+    monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
+    cfg = load(name)
+    options = {
+        **toy_options(cfg, toy_roots[cfg.default_scope]),
+        **tiny_options(cfg), 'visualizer.name': f'visualizer_{name}'
+    }
+    cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path), cfg_options=options)
+    if not torch.cuda.is_available():
+        assert cfg.optim_wrapper.type == 'OptimWrapper'
+    # oneDNN creates its kernels on the first call for every new input shape
+    # (~7 s for one Cascade step here); torch's native CPU kernels do not.
+    with torch.backends.mkldnn.flags(enabled=False):
+        runner = build_runner(cfg)
+        runner.train()
+    scalars = runner.message_hub.log_scalars
+    assert runner.iter == 1
+    assert math.isfinite(scalars['train/loss'].current())
+    metric = 'val/coco/bbox_mAP' if name in COCO else 'val/mIoU'
+    assert metric in scalars

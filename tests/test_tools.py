@@ -1,0 +1,380 @@
+"""tools/ and convnext_backbone.runtime as a user meets them.
+
+- tools/train.py trains a micro Mask R-CNN (a paper config shrunk through the
+  same option merge users have) on toy data; tools/test.py evaluates the
+  checkpoint, writes metrics.json, --show-dir pictures and --out results;
+- a missing dataset and a misspelt --cfg-options key stop early with
+  messages that say what to do;
+- tools/dist_train.sh trains on 2 CPU processes (torchrun, gloo) and both
+  ranks end with the same weights;
+- tools/analysis/get_flops.py prints params and FLOPs;
+- the CPU / single-process adaptation of the configs, and the segmentation
+  test options (--tta, --show-dir, --out), in-process.
+"""
+import glob
+import hashlib
+import json
+import os
+import os.path as osp
+import pickle
+import re
+import socket
+import subprocess
+import sys
+from typing import Dict, List
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from test_configs import (CONFIG_DIR, REPO, load, tiny_options,  # noqa: E402
+                          toy_options)
+
+from convnext_backbone.runtime import (  # noqa: E402
+    ConfigPrepareError, DatasetNotFoundError, UnknownConfigKeyError, adapt_to_device,
+    build_runner, check_dataset_paths, merge_cfg_options, prepare_test_cfg,
+    prepare_train_cfg)
+from convnext_backbone.toy_data import (generate_toy_ade,  # noqa: E402
+                                        generate_toy_coco)
+
+PYTHON = sys.executable
+TOOLS = osp.join(REPO, 'tools')
+DET_CONFIG = 'mask_rcnn_convnext_t_1x'
+
+# Test-only hook for the 2-process run: every rank hashes its final weights.
+RANK_HASH_HOOK = '''
+import hashlib
+import os.path as osp
+
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+def state_dict_sha256(state_dict):
+    sha = hashlib.sha256()
+    for key in sorted(state_dict):
+        sha.update(key.encode())
+        sha.update(state_dict[key].detach().cpu().contiguous().numpy()
+                   .tobytes())
+    return sha.hexdigest()
+
+
+@HOOKS.register_module()
+class RankWeightsHashHook(Hook):
+
+    def after_train(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        with open(osp.join(runner.work_dir, f'rank{get_rank()}.sha256'),
+                  'w') as f:
+            f.write(state_dict_sha256(model.state_dict()))
+'''
+
+
+def state_dict_sha256(state_dict: Dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for key in sorted(state_dict):
+        sha.update(key.encode())
+        sha.update(state_dict[key].detach().cpu().contiguous().numpy()
+                   .tobytes())
+    return sha.hexdigest()
+
+
+def run(args: List[str], cwd: str = REPO, env: Dict[str, str] = None,
+        timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def toy_coco(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp('toy') / 'coco') + '/'
+    generate_toy_coco(root, seed=0, num_train=4, num_val=2, img_size=64)
+    return root
+
+
+@pytest.fixture(scope='module')
+def tiny_det_config(tmp_path_factory) -> str:
+    """The 1x Mask R-CNN config made tiny (no data paths: those are given on
+    the command line), written as a stand-alone config file."""
+    cfg = load(DET_CONFIG)
+    cfg.merge_from_dict(tiny_options(cfg))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    path = str(tmp_path_factory.mktemp('cfg') / 'tiny_mask_rcnn.py')
+    cfg.dump(path)
+    return path
+
+
+def data_args(toy_root: str) -> List[str]:
+    """toy_options as --cfg-options strings (data paths and classes)."""
+    args = []
+    for key, value in toy_options(load(DET_CONFIG), toy_root).items():
+        if isinstance(value, dict):
+            for sub, sub_value in value.items():
+                args.append(f'{key}.{sub}={fmt(sub_value)}')
+        else:
+            args.append(f'{key}={fmt(value)}')
+    return args
+
+
+def fmt(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(str(v) for v in value) + ']'
+    return str(value)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_det_config, toy_coco, tmp_path_factory) -> Dict[str, str]:
+    work_dir = str(tmp_path_factory.mktemp('train'))
+    proc = run([
+        PYTHON, osp.join(TOOLS, 'train.py'), tiny_det_config, '--work-dir',
+        work_dir, '--cfg-options', *data_args(toy_coco),
+        'train_dataloader.batch_size=1', 'log_level=INFO'
+    ])
+    return dict(proc=proc, work_dir=work_dir)
+
+
+# ---------------------------------------------------------------- tools
+def test_train_tool(trained):
+    proc, work_dir = trained['proc'], trained['work_dir']
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    if not torch.cuda.is_available():
+        assert 'no CUDA: AmpOptimWrapper -> OptimWrapper (fp32)' in out
+    # 4 images, batch 1: 4 iterations, then validation
+    assert re.search(r'Epoch\(train\) \[1\]\[4/4\]', out)
+    assert 'coco/bbox_mAP' in out
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+    assert osp.isfile(osp.join(work_dir, 'tiny_mask_rcnn.py'))  # dumped cfg
+
+
+def test_test_tool(trained, tiny_det_config, toy_coco, tmp_path):
+    assert trained['proc'].returncode == 0
+    ckpt = osp.join(trained['work_dir'], 'epoch_1.pth')
+    show_dir = tmp_path / 'show'
+    out_pkl = tmp_path / 'results.pkl'
+    proc = run([
+        PYTHON,
+        osp.join(TOOLS, 'test.py'), tiny_det_config, ckpt, '--work-dir',
+        str(tmp_path), '--show-dir',
+        str(show_dir), '--out',
+        str(out_pkl), '--cfg-options', *data_args(toy_coco)
+    ])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(tmp_path / 'metrics.json') as f:
+        metrics = json.load(f)
+    assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert sorted(os.listdir(show_dir)) == ['toy_000000.jpg', 'toy_000001.jpg']
+    with open(out_pkl, 'rb') as f:
+        assert len(pickle.load(f)) == 2  # one result per val image
+
+
+def test_missing_dataset_stops_before_the_model(tmp_path):
+    """From a directory without data/coco: a clear message, no work dir."""
+    proc = run([
+        PYTHON,
+        osp.join(TOOLS, 'train.py'),
+        osp.join(CONFIG_DIR, 'mask_rcnn_convnext_t.py'), '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+               cwd=str(tmp_path))
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert 'Traceback' not in err
+    assert osp.join(str(tmp_path), 'data', 'coco', 'annotations',
+                    'instances_train2017.json') in err
+    assert 'data/coco/' in err  # where it is expected
+    assert '--cfg-options train_dataloader.dataset.data_root=' in err
+    assert 'val_evaluator.ann_file=' in err
+    assert not osp.exists(tmp_path / 'wd')
+
+
+def test_unknown_cfg_option_key(tmp_path):
+    proc = run([
+        PYTHON,
+        osp.join(TOOLS, 'train.py'),
+        osp.join(CONFIG_DIR, 'upernet_convnext_t_512.py'), '--cfg-options',
+        'train_dataloder.batch_size=4'
+    ],
+               cwd=str(tmp_path))
+    assert proc.returncode != 0
+    assert 'Traceback' not in proc.stderr
+    assert "'train_dataloder.batch_size'" in proc.stderr
+    assert "did you mean 'train_dataloader'" in proc.stderr
+
+
+def test_dist_train_two_cpu_processes(tiny_det_config, toy_coco, tmp_path):
+    """torchrun with 2 processes (gloo on CPU): both ranks end with the
+    weights of the saved checkpoint."""
+    hook_dir = tmp_path / 'hooks'
+    hook_dir.mkdir()
+    (hook_dir / 'rank_hash_hook.py').write_text(RANK_HASH_HOOK)
+    cfg = Config.fromfile(tiny_det_config)
+    cfg.custom_imports.imports.append('rank_hash_hook')
+    cfg.custom_hooks = [dict(type='RankWeightsHashHook')]
+    config = str(tmp_path / 'tiny_mask_rcnn_dist.py')
+    cfg.dump(config)
+    work_dir = tmp_path / 'wd'
+    proc = run(
+        [
+            'bash',
+            osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir',
+            str(work_dir), '--cfg-options', *data_args(toy_coco),
+            'train_dataloader.batch_size=1', 'log_level=INFO'
+        ],
+        env=dict(
+            PYTHON=PYTHON,
+            PORT=str(free_port()),
+            PYTHONPATH=str(hook_dir),
+            OMP_NUM_THREADS='1'),
+        timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    # 4 images over 2 ranks, batch 1: 2 iterations per epoch
+    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out)
+    rank0 = (work_dir / 'rank0.sha256').read_text()
+    rank1 = (work_dir / 'rank1.sha256').read_text()
+    assert rank0 == rank1
+    ckpt = torch.load(
+        work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    assert state_dict_sha256(ckpt['state_dict']) == rank0
+
+
+def test_get_flops_prints_a_row():
+    proc = run([
+        PYTHON,
+        osp.join(TOOLS, 'analysis', 'get_flops.py'),
+        osp.join(CONFIG_DIR, 'mask_rcnn_convnext_t.py'), '--shape', '320',
+        '--header'
+    ])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = proc.stdout.strip().splitlines()[-1]
+    name, shape, params, flops = [c.strip() for c in row.strip('|').split('|')]
+    assert (name, shape) == ('mask_rcnn_convnext_t', '(320, 320)')
+    assert abs(float(params) - 48.1) < 0.1  # the paper: 48M
+    assert 0 < float(flops) < 262  # 262G at (1280, 800)
+
+
+# ------------------------------------------------------------- in-process
+def test_merge_cfg_options_rule():
+    cfg = load('upernet_convnext_t_512')
+    # new entries below an existing top-level key, and Runner options, pass
+    merge_cfg_options(
+        cfg, {
+            'model.decode_head.new_arg': 1,
+            'randomness.seed': 0,
+            'find_unused_parameters': True
+        })
+    assert cfg.model.decode_head.new_arg == 1 and cfg.randomness.seed == 0
+    with pytest.raises(UnknownConfigKeyError) as err:
+        merge_cfg_options(cfg, {'modle.backbone.arch': 'small', 'lr': 1})
+    message = str(err.value)
+    assert "'modle.backbone.arch'" in message and "'model'" in message
+    assert "'lr'" in message and 'no similar key' in message
+    assert cfg.model.backbone.arch == 'tiny'  # nothing merged
+
+
+@pytest.mark.parametrize('distributed,cuda', [(False, False), (True, False),
+                                              (False, True), (True, True)])
+def test_adapt_to_device(distributed, cuda):
+    cfg = load('cascade_mask_rcnn_convnext_t')
+    changes = adapt_to_device(cfg, distributed=distributed, cuda=cuda)
+    text = str(cfg.model.to_dict())
+    # SyncBN stays only where it can sync: several processes on GPUs
+    assert ("'SyncBN'" in text) == (distributed and cuda)
+    assert cfg.optim_wrapper.type == ('AmpOptimWrapper'
+                                      if cuda else 'OptimWrapper')
+    assert ('loss_scale' in cfg.optim_wrapper) == cuda
+    assert cfg.env_cfg.dist_cfg.backend == ('nccl' if cuda else 'gloo')
+    if distributed and not cuda:
+        assert cfg.model_wrapper_cfg.device_ids is None
+    else:
+        assert 'model_wrapper_cfg' not in cfg
+    assert len(changes) == len(set(changes))
+    assert not (distributed and cuda) or changes == []
+
+
+def test_train_options():
+    cfg = load('cascade_mask_rcnn_convnext_l_in22k')
+    prepared = prepare_train_cfg(
+        cfg,
+        work_dir='wd',
+        amp=True,
+        resume='auto',
+        auto_scale_lr=True,
+        check_data=False)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'  # input untouched
+    assert prepared.auto_scale_lr.enable is True
+    assert (prepared.resume, prepared.load_from) == (True, None)
+    if torch.cuda.is_available():
+        assert prepared.optim_wrapper.type == 'AmpOptimWrapper'
+    prepared = prepare_train_cfg(
+        cfg, resume='ckpt.pth', check_data=False)
+    assert (prepared.resume, prepared.load_from) == (True, 'ckpt.pth')
+    assert prepared.work_dir == osp.join('./work_dirs',
+                                         'cascade_mask_rcnn_convnext_l_in22k')
+
+
+def test_tta_needs_the_config_to_define_it():
+    with pytest.raises(ConfigPrepareError, match='DetTTAModel'):
+        prepare_test_cfg(
+            load(DET_CONFIG), 'ckpt.pth', tta=True, check_data=False)
+
+
+def test_check_dataset_paths_names_each_missing_path(tmp_path):
+    cfg = load('upernet_convnext_t_512')
+    root = tmp_path / 'ade'
+    (root / 'images' / 'validation').mkdir(parents=True)
+    cfg.merge_from_dict({'test_dataloader.dataset.data_root': str(root)})
+    with pytest.raises(DatasetNotFoundError) as err:
+        check_dataset_paths(cfg, ['test'])
+    message = str(err.value)
+    assert str(root / 'annotations' / 'validation') in message
+    assert str(root / 'images' / 'validation') + '\n' not in message
+    assert 'ADE20K' in message
+    assert '--cfg-options test_dataloader.dataset.data_root=' in message
+
+
+def test_seg_test_options_tta_show_out(tmp_path):
+    """UperNet (micro) trained one iteration, then tested with --tta,
+    --show-dir and --out through the test path of tools/test.py."""
+    root = str(tmp_path / 'ade')
+    generate_toy_ade(root, seed=0, num_train=2, num_val=1, img_size=64)
+    cfg = load('upernet_convnext_t_512')
+    options = {**toy_options(cfg, root), **tiny_options(cfg),
+               'visualizer.name': 'visualizer_seg_tools'}
+    # save the one-iteration model for the test below
+    options['default_hooks.checkpoint'] = dict(
+        type='CheckpointHook', by_epoch=False, interval=1)
+    with torch.backends.mkldnn.flags(enabled=False):  # see test_configs
+        train_cfg = prepare_train_cfg(
+            cfg, work_dir=str(tmp_path / 'train'), cfg_options=options)
+        build_runner(train_cfg).train()
+        ckpt = str(tmp_path / 'train' / 'iter_1.pth')
+        options['visualizer.name'] = 'visualizer_seg_tools_test'
+        test_cfg = prepare_test_cfg(
+            cfg,
+            ckpt,
+            work_dir=str(tmp_path / 'test'),
+            show_dir=str(tmp_path / 'show'),
+            out=str(tmp_path / 'pred'),
+            tta=True,
+            cfg_options=options)
+        assert test_cfg.model.type == 'SegTTAModel'
+        metrics = build_runner(test_cfg).test()
+    assert 'mIoU' in metrics
+    assert glob.glob(str(tmp_path / 'show' / '**' / '*.png'), recursive=True)
+    assert glob.glob(str(tmp_path / 'pred' / '*.png'))

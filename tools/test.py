@@ -1,0 +1,88 @@
+"""Test (and evaluate) a ConvNeXt detector or segmentor checkpoint.
+
+    python tools/test.py configs/upernet_convnext_t_512.py ckpt.pth --tta
+    bash tools/dist_test.sh configs/mask_rcnn_convnext_t.py ckpt.pth 8
+
+The metrics are logged by mmengine (``<work_dir>/<timestamp>/``) and written
+to ``<work_dir>/metrics.json``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# Run from a checkout without installing the package.
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from convnext_backbone.runtime import (ConfigPrepareError,  # noqa: E402
+                                       build_runner, dump_metrics,
+                                       prepare_test_cfg)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Test a ConvNeXt detector or segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and metrics.json go (default: ./work_dirs/<config>)')
+    parser.add_argument(
+        '--show-dir',
+        help='draw every prediction into this directory (mmdet: '
+        '<dir>/<image>; mmseg: <dir>/vis_data/vis_image/)')
+    parser.add_argument(
+        '--out',
+        help='mmdet: dump predictions to this .pkl file; mmseg: save '
+        'predicted label maps into this directory')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation as the config defines it (ADE20K '
+        'configs: ratios 0.5-1.75 with flip)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value (e.g. '
+        'test_dataloader.dataset.data_root=/data/coco/ or key="[a,b]" '
+        'for lists); the top-level key must exist in the config')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    try:
+        cfg = prepare_test_cfg(
+            cfg,
+            args.checkpoint,
+            launcher=args.launcher,
+            work_dir=args.work_dir,
+            show_dir=args.show_dir,
+            out=args.out,
+            tta=args.tta,
+            cfg_options=args.cfg_options)
+        runner = build_runner(cfg)
+    except ConfigPrepareError as err:
+        sys.exit(f'error: {err}')
+    metrics = runner.test()
+    dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,88 @@
+"""Train a ConvNeXt detector (mmdet) or segmentor (mmseg) from a config.
+
+    python tools/train.py configs/mask_rcnn_convnext_t.py
+    bash tools/dist_train.sh configs/upernet_convnext_t_512.py 8
+
+The config's ``default_scope`` decides between mmdet and mmseg; mmengine's
+Runner does the work. Without CUDA the same config runs in fp32 with gloo and
+BN (see :func:`convnext_backbone.runtime.adapt_to_device`).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# Run from a checkout without installing the package.
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from convnext_backbone.runtime import (ConfigPrepareError,  # noqa: E402
+                                       build_runner, prepare_train_cfg)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train a ConvNeXt detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default: ./work_dirs/<config>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or without a value from the '
+        'latest checkpoint of the work dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision (AmpOptimWrapper); fp32 where there is no CUDA')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lrs linearly from auto_scale_lr.base_batch_size (16 '
+        'in the paper configs) to GPUs x batch_size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, key=value (e.g. '
+        'train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]" '
+        'for lists); the top-level key must exist in the config')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    try:
+        cfg = prepare_train_cfg(
+            cfg,
+            launcher=args.launcher,
+            work_dir=args.work_dir,
+            amp=args.amp,
+            resume=args.resume,
+            auto_scale_lr=args.auto_scale_lr,
+            cfg_options=args.cfg_options)
+        runner = build_runner(cfg)
+    except ConfigPrepareError as err:
+        sys.exit(f'error: {err}')
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
