@@ -29,10 +29,10 @@ def mean(values):
     return sum(values) / len(values)
 
 
-def assert_loss_went_down(work_dir: str) -> None:
+def assert_loss_went_down(work_dir: str, factor: float) -> None:
     losses = [r['loss'] for r in demo.loss_history(work_dir)]
     assert len(losses) >= 6
-    assert mean(losses[-3:]) < 0.8 * mean(losses[:3]), losses
+    assert mean(losses[-3:]) < factor * mean(losses[:3]), losses
 
 
 def test_toy_detector_learns_and_evaluates(tmp_path):
@@ -51,7 +51,7 @@ def test_toy_detector_learns_and_evaluates(tmp_path):
     metrics = demo.train_and_test(demo.TASKS['det']['config'], work_dir,
                                   cfg_options=options,
                                   show_dir=str(tmp_path / 'det_vis'))
-    assert_loss_went_down(work_dir)
+    assert_loss_went_down(work_dir, 0.8)
     for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
         assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
     assert osp.isfile(osp.join(work_dir, 'metrics.json'))
@@ -68,12 +68,19 @@ def test_toy_segmentor_learns_and_evaluates(tmp_path):
         'train_cfg.max_iters': 24, 'train_cfg.val_interval': 24,
         'default_hooks.logger.interval': 2,
         'train_dataloader.batch_size': 4,
+        # the demo's 50-iteration warmup would take the whole short run
+        'param_scheduler': [
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                 end=4),
+            dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False,
+                 begin=4, end=24)
+        ],
     })
     work_dir = str(tmp_path / 'seg')
     metrics = demo.train_and_test(demo.TASKS['seg']['config'], work_dir,
                                   cfg_options=options,
                                   show_dir=str(tmp_path / 'seg_vis'))
-    assert_loss_went_down(work_dir)
+    assert_loss_went_down(work_dir, 0.9)
     # mmseg reports percentages
     assert 0.0 <= metrics['mIoU'] <= 100.0 and metrics['aAcc'] > 50.0
     assert osp.isfile(osp.join(work_dir, 'metrics.json'))
