@@ -10,6 +10,10 @@ decides):
   there is no CUDA or only one process;
 - :func:`check_dataset_paths` fails early, before any model is built, with
   the missing path and how to point the config elsewhere;
+- :func:`check_backbone_channels` checks neck / decode-head ``in_channels``
+  against the ConvNeXt's outputs;
+- :func:`find_resume_checkpoint` / :func:`checkpoint_problem` pick the
+  newest readable checkpoint for ``--resume`` and name damaged files;
 - :func:`prepare_train_cfg` / :func:`prepare_test_cfg` apply the tools'
   options in mmdet's / mmseg's way and call the three above;
 - :func:`build_runner` builds mmengine's Runner (starting gloo itself for a
@@ -25,6 +29,7 @@ import logging
 import numbers
 import os
 import os.path as osp
+import zipfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -35,7 +40,8 @@ from mmengine.runner import Runner
 
 __all__ = [
     'ConfigPrepareError', 'DatasetNotFoundError', 'UnknownConfigKeyError',
-    'adapt_to_device', 'build_runner', 'check_dataset_paths',
+    'adapt_to_device', 'build_runner', 'check_backbone_channels',
+    'check_dataset_paths', 'checkpoint_problem', 'find_resume_checkpoint',
     'dump_metrics', 'merge_cfg_options', 'prepare_test_cfg',
     'prepare_train_cfg'
 ]
@@ -315,6 +321,134 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
 
 
 # ------------------------------------------------------------------ prepare
+# ------------------------------------------------------ model consistency
+def _heads_in_channels(model: dict) -> Iterator[Tuple[str, Any, Any]]:
+    """(config key, in_channels, in_index) of every module fed by the
+    backbone: an mmdet neck, mmseg decode / auxiliary heads."""
+    neck = model.get('neck')
+    if isinstance(neck, dict) and 'in_channels' in neck:
+        yield 'model.neck.in_channels', neck['in_channels'], None
+    for name in ('decode_head', 'auxiliary_head'):
+        heads = model.get(name)
+        many = isinstance(heads, (list, tuple))
+        for i, head in enumerate(heads if many else [heads]):
+            if isinstance(head, dict) and 'in_channels' in head:
+                key = f'model.{name}' + (f'[{i}]' if many else '')
+                yield (f'{key}.in_channels', head['in_channels'],
+                       head.get('in_index', -1))
+
+
+def check_backbone_channels(cfg: Config) -> None:
+    """A neck / decode head must take the channels the ConvNeXt gives.
+
+    Without this check a mismatch surfaces as a convolution shape error deep
+    in the first forward pass.
+
+    Args:
+        cfg (Config): A config whose ``model.backbone`` may be ConvNeXt
+            (other backbones are not checked).
+
+    Raises:
+        ConfigPrepareError: Names the key, both channel lists and the fix.
+    """
+    from .convnext import ConvNeXt
+    from .presets import resolve_arch
+    model = cfg.get('model')
+    backbone = model.get('backbone') if isinstance(model, dict) else None
+    if not isinstance(backbone, dict) or backbone.get('type') not in (
+            'ConvNeXt', 'mmengine.ConvNeXt'):
+        return
+    arch = backbone.get('arch', 'tiny')
+    dims = resolve_arch(arch)['dims']
+    indices = ConvNeXt._check_out_indices(
+        backbone.get('out_indices', (0, 1, 2, 3)))
+    out = [dims[i] for i in indices]
+    for key, in_channels, in_index in _heads_in_channels(model):
+        if in_index is None:  # a neck takes every output, in order
+            expected = out
+        elif isinstance(in_index, (list, tuple)):
+            expected = [out[i] for i in in_index]
+        else:
+            expected = out[in_index]
+        got = list(in_channels) if isinstance(in_channels,
+                                              (list, tuple)) else in_channels
+        if got != expected:
+            raise ConfigPrepareError(
+                f'{key}={got} does not match the backbone: '
+                f'ConvNeXt(arch={arch!r}, out_indices={tuple(indices)}) '
+                f'gives {out}; set {key}={expected} (derive it from '
+                'convnext_backbone.presets.resolve_arch(arch)["dims"])')
+
+
+# ------------------------------------------------------------------ resume
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why a checkpoint file cannot be resumed from, or None if it can.
+
+    Reads the whole file but unpickles nothing: torch's zip container is
+    checked for a complete central directory and correct CRCs, which catches
+    files truncated by a killed job or corrupted on disk.
+    """
+    if not osp.isfile(path):
+        return 'the file does not exist'
+    if not zipfile.is_zipfile(path):
+        return ('not a complete torch checkpoint (truncated, or not written '
+                'by torch.save)')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f'unreadable ({err})'
+    if bad is not None:
+        return f'corrupted (CRC mismatch in {bad})'
+    return None
+
+
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest readable checkpoint of a work dir, for ``--resume``.
+
+    Candidates are the one named in ``last_checkpoint`` (mmengine's record)
+    followed by every ``*.pth`` of the work dir, newest first. Damaged ones
+    are skipped with a warning naming them.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        str | None: A checkpoint path; None when the work dir has none (the
+        run then starts from scratch, as mmengine does).
+
+    Raises:
+        ConfigPrepareError: There are checkpoints but none is readable.
+    """
+    candidates = []
+    record = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(record):
+        with open(record) as f:
+            candidates.append(f.read().strip())
+    found = sorted(
+        (osp.join(work_dir, name) for name in os.listdir(work_dir)
+         if name.endswith('.pth')) if osp.isdir(work_dir) else [],
+        key=lambda path: (osp.getmtime(path), path), reverse=True)
+    candidates += [p for p in found if p not in candidates]
+    skipped = []
+    for path in candidates:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if skipped:
+                _log_once('--resume: skipped ' + '; '.join(skipped) +
+                          f'; resuming from {path}')
+            return path
+        skipped.append(f'{path} ({problem})')
+    if skipped:
+        raise ConfigPrepareError(
+            f'--resume: no readable checkpoint in {work_dir}: ' +
+            '; '.join(skipped) + '. Remove the damaged files to start '
+            'from scratch, or resume from a copy with --resume <path>')
+    _log_once(f'--resume: no checkpoint in {work_dir}; training starts from '
+              'scratch', logging.INFO)
+    return None
+
+
 def _scope(cfg: Config) -> str:
     scope = cfg.get('default_scope')
     if scope not in ('mmdet', 'mmseg'):
@@ -330,6 +464,7 @@ def _prepare_common(cfg: Config, *, launcher: str, work_dir: Optional[str],
     cfg = copy.deepcopy(cfg)
     merge_cfg_options(cfg, cfg_options)
     _scope(cfg)
+    check_backbone_channels(cfg)
     if launcher not in ('none', 'pytorch', 'slurm', 'mpi'):
         raise ConfigPrepareError(
             f"launcher={launcher!r}; choose one of: none, pytorch, slurm, "
@@ -400,8 +535,14 @@ def prepare_train_cfg(cfg: Config,
         scale_cfg['enable'] = True
     if resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif resume is not None:
+        problem = checkpoint_problem(resume)
+        if problem:
+            raise ConfigPrepareError(
+                f'--resume {resume}: {problem}. Give another checkpoint, or '
+                '--resume without a path to take the newest readable one of '
+                'the work dir')
         cfg.resume = True
         cfg.load_from = resume
     adapt_to_device(cfg, distributed=launcher != 'none')
@@ -483,6 +624,10 @@ def prepare_test_cfg(cfg: Config,
     cfg = _prepare_common(
         cfg, launcher=launcher, work_dir=work_dir, cfg_options=cfg_options)
     scope = _scope(cfg)
+    problem = checkpoint_problem(checkpoint) if _is_local(checkpoint) \
+        else None
+    if problem:
+        raise ConfigPrepareError(f'checkpoint {checkpoint}: {problem}')
     cfg.load_from = checkpoint
     if show_dir is not None:
         _enable_visualization(cfg, scope, show_dir)

@@ -60,8 +60,7 @@ def plot_losses(histories: Dict[str, List[Dict[str, float]]],
                                                          4), squeeze=False)
     for ax, (task, records) in zip(axes[0], histories.items()):
         steps = [r['step'] for r in records]
-        keys = [k for k in records[0] if k.startswith('loss')] \
-            if records else []
+        keys = [k for k in records[0] if 'loss' in k] if records else []
         for key in keys:
             ax.plot(steps, [r.get(key) for r in records], label=key,
                     linewidth=2 if key == 'loss' else 1)
@@ -77,7 +76,8 @@ def plot_losses(histories: Dict[str, List[Dict[str, float]]],
 def train_and_test(config: str,
                    work_dir: str,
                    cfg_options: Optional[dict] = None,
-                   show_dir: Optional[str] = None) -> Dict[str, float]:
+                   show_dir: Optional[str] = None,
+                   validate: bool = True) -> Dict[str, float]:
     """Train ``config`` and test its final checkpoint, as the tools do.
 
     Args:
@@ -85,13 +85,20 @@ def train_and_test(config: str,
         work_dir (str): Logs, checkpoints, metrics.json.
         cfg_options (dict, optional): As ``--cfg-options``.
         show_dir (str, optional): Draw the test predictions here.
+        validate (bool): Keep the config's validation during training
+            (the toy configs validate the final model, which the test
+            repeats). Defaults to True.
 
     Returns:
         dict: The test metrics.
     """
     cfg = Config.fromfile(config)
+    train_options = dict(cfg_options or {})
+    if not validate:
+        train_options.update(val_cfg=None, val_dataloader=None,
+                             val_evaluator=None)
     train_cfg = prepare_train_cfg(cfg, work_dir=work_dir,
-                                  cfg_options=cfg_options)
+                                  cfg_options=train_options)
     runner = build_runner(train_cfg)
     runner.train()
     checkpoint = osp.join(work_dir, 'last_checkpoint')
@@ -136,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
         t0 = time.time()
         results[task] = train_and_test(
             spec['config'], work_dir, cfg_options=options,
-            show_dir=osp.join(work_dir, 'predictions'))
+            show_dir=osp.join(work_dir, 'predictions'), validate=False)
         timings[task] = time.time() - t0
         histories[task] = loss_history(work_dir)
     plot = osp.join(args.work_dir, 'loss_curves.png')
@@ -145,8 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     lines = ['', '=' * 64, 'convnext_backbone demo: summary', '=' * 64]
     for task in args.only:
         spec, metrics = TASKS[task], results[task]
-        shown = ', '.join(f'{k}={metrics[k]:.3f}' for k in spec['metrics']
-                          if k in metrics)
+        # mmdet reports AP in [0, 1], mmseg IoU and accuracy in percent
+        shown = ', '.join(
+            f'{k}={metrics[k]:.3f}' if k.startswith('coco/') else
+            f'{k}={metrics[k]:.1f}%' for k in spec['metrics'] if k in metrics)
         first, last = histories[task][0], histories[task][-1]
         lines += [
             f"{task}: {spec['config']}",

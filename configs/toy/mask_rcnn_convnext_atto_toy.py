@@ -80,7 +80,7 @@ val_evaluator = dict(
     metric=['bbox', 'segm'], format_only=False)
 test_evaluator = val_evaluator
 
-max_epochs = 12
+max_epochs = 8
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
                  val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
