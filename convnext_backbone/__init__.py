@@ -3,7 +3,8 @@
 Importing the package (``custom_imports=dict(imports=['convnext_backbone'])``
 in a config) applies the torch/numpy compatibility fixes and registers
 ``ConvNeXt`` (backbone), ``ConvNeXtLayerDecayOptimizerConstructor`` and
-``RandomStateHook`` in mmengine's root registries, which every OpenMMLab scope falls back to.
+``RandomStateHook`` in mmengine's root registries, which every OpenMMLab
+scope falls back to.
 """
 from . import compat
 

@@ -7,7 +7,8 @@ use it. Supported layouts (see the reference sheet, section 2):
 
 - official ImageNet files ``{'model': sd}`` (``dwconv``/``pwconv``, ``norm``,
   ``head``), EMA files ``{'model_ema': sd}``;
-- mmpretrain ``{'state_dict': {'backbone.…depthwise_conv…', 'head.fc…'}}``;
+- mmpretrain ``{'state_dict': {'backbone.…depthwise_conv…',
+  'head.fc…'}}``;
 - timm (``stem.*``, ``stages.i.downsample.*``, ``stages.s.blocks.b.conv_dw``,
   ``mlp.fc1``, ``head.norm``, ``head.fc``);
 - full detector / segmentor checkpoints (backbone under ``backbone.``, with

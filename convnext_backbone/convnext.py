@@ -73,7 +73,8 @@ class ConvNeXtBlock(nn.Module):
         self.gamma = nn.Parameter(
             layer_scale_init_value * torch.ones(dim)
         ) if layer_scale_init_value > 0 else None
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 \
+            else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x

@@ -1,8 +1,8 @@
 """Layer-wise learning-rate decay for ConvNeXt (the paper's official rule).
 
 :func:`get_layer_id_for_convnext` is the pure parameter -> layer-id rule;
-:class:`ConvNeXtLayerDecayOptimizerConstructor` only wires it into mmengine, for
-mmdet and mmseg alike.
+:class:`ConvNeXtLayerDecayOptimizerConstructor` only wires it into
+mmengine, for mmdet and mmseg alike.
 """
 import logging
 import math
@@ -166,8 +166,8 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 f"{', '.join(PARAMWISE_KEYS)} ({example})")
         if not isinstance(cfg, dict) or 'decay_rate' not in cfg:
             raise ValueError(
-                f'ConvNeXtLayerDecayOptimizerConstructor needs paramwise_cfg with a '
-                f'decay_rate, got paramwise_cfg={cfg!r}; {example}')
+                'ConvNeXtLayerDecayOptimizerConstructor needs paramwise_cfg '
+                f'with a decay_rate, got paramwise_cfg={cfg!r}; {example}')
         rate = cfg['decay_rate']
         if (not isinstance(rate, numbers.Real) or isinstance(rate, bool)
                 or not math.isfinite(rate) or rate <= 0):
@@ -288,7 +288,8 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         """One INFO table: a row per param group."""
         where = ', '.join(prefix or '<model>' for prefix, _ in backbones)
         lines = [
-            f'ConvNeXtLayerDecayOptimizerConstructor: {self.decay_type} decay, '
+            'ConvNeXtLayerDecayOptimizerConstructor: '
+            f'{self.decay_type} decay, '
             f'decay_rate={self.decay_rate}, num_layers={num_layers} (ids '
             f'0..{num_layers + 1}), lr={self.base_lr}, '
             f'weight_decay={self.base_wd}, ConvNeXt at: {where}, '

@@ -17,6 +17,7 @@ from convnext_backbone.runtime import (ConfigPrepareError,
                                        find_resume_checkpoint,
                                        prepare_test_cfg, prepare_train_cfg)
 from convnext_backbone.toy_data import generate_toy_ade, generate_toy_coco
+from test_tools import free_port  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join(REPO, 'configs', 'toy', 'mask_rcnn_convnext_atto_toy.py')
@@ -135,13 +136,6 @@ def params_sha256(state_dict, names):
         sha.update(name.encode())
         sha.update(state_dict[name].contiguous().numpy().tobytes())
     return sha.hexdigest()
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def data_options(root, ann=None):

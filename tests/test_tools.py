@@ -31,8 +31,8 @@ from test_configs import (CONFIG_DIR, REPO, load, tiny_options,  # noqa: E402
                           toy_options)
 
 from convnext_backbone.runtime import (  # noqa: E402
-    ConfigPrepareError, DatasetNotFoundError, UnknownConfigKeyError, adapt_to_device,
-    build_runner, check_dataset_paths, merge_cfg_options, prepare_test_cfg,
+    ConfigPrepareError, DatasetNotFoundError, UnknownConfigKeyError,
+    adapt_to_device, build_runner, check_dataset_paths, merge_cfg_options, prepare_test_cfg,
     prepare_train_cfg)
 from convnext_backbone.toy_data import (generate_toy_ade,  # noqa: E402
                                         generate_toy_coco)

@@ -1,0 +1,62 @@
+"""The plugin works from mmdet's and mmseg's *own* tools/train.py: a config
+with ``custom_imports=dict(imports=['convnext_backbone'])`` is all they
+need (the toy configs, a couple of iterations on tiny generated data)."""
+import os.path as osp
+import subprocess
+import sys
+
+import mmdet
+import mmseg
+import pytest
+
+from convnext_backbone.toy_data import generate_toy_ade, generate_toy_coco
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def own_train_py(package) -> str:
+    path = osp.join(osp.dirname(package.__file__), '.mim', 'tools',
+                    'train.py')
+    if not osp.isfile(path):
+        pytest.skip(f'{package.__name__} was installed without its tools')
+    return path
+
+
+def run_train(train_py, config, work_dir, options):
+    proc = subprocess.run(
+        [sys.executable, train_py, osp.join(REPO, 'configs', 'toy', config),
+         '--work-dir', str(work_dir), '--cfg-options', *options],
+        capture_output=True, text=True, timeout=300, cwd=str(work_dir.parent))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_mmdet_own_train_py(tmp_path):
+    root = tmp_path / 'coco'
+    generate_toy_coco(str(root), seed=2, num_train=4, num_val=2,
+                      img_size=64)
+    ann = root / 'annotations' / 'instances_val.json'
+    log = run_train(own_train_py(mmdet), 'mask_rcnn_convnext_atto_toy.py',
+                    tmp_path / 'wd', [
+                        f'train_dataloader.dataset.data_root={root}/',
+                        f'val_dataloader.dataset.data_root={root}/',
+                        f'val_evaluator.ann_file={ann}',
+                        'train_cfg.max_epochs=1',
+                        'train_dataloader.batch_size=2'])
+    assert 'ConvNeXtLayerDecayOptimizerConstructor: layer_wise' in log
+    assert 'coco/bbox_mAP' in log
+    assert (tmp_path / 'wd' / 'epoch_1.pth').is_file()
+
+
+def test_mmseg_own_train_py(tmp_path):
+    root = tmp_path / 'ade'
+    generate_toy_ade(str(root), seed=2, num_train=4, num_val=2, img_size=64)
+    log = run_train(own_train_py(mmseg), 'upernet_convnext_atto_toy.py',
+                    tmp_path / 'wd', [
+                        f'train_dataloader.dataset.data_root={root}/',
+                        f'val_dataloader.dataset.data_root={root}/',
+                        'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                        'train_dataloader.batch_size=2'])
+    assert 'ConvNeXtLayerDecayOptimizerConstructor: stage_wise' in log
+    assert 'mIoU' in log
+    assert (tmp_path / 'wd' / 'iter_2.pth').is_file()
