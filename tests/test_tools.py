@@ -307,7 +307,13 @@ def test_adapt_to_device(distributed, cuda):
     assert not (distributed and cuda) or changes == []
 
 
-def test_train_options():
+def saved_checkpoint(tmp_path) -> str:
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save({'state_dict': {}}, path)
+    return path
+
+
+def test_train_options(tmp_path):
     cfg = load('cascade_mask_rcnn_convnext_l_in22k')
     prepared = prepare_train_cfg(
         cfg,
@@ -321,17 +327,18 @@ def test_train_options():
     assert (prepared.resume, prepared.load_from) == (True, None)
     if torch.cuda.is_available():
         assert prepared.optim_wrapper.type == 'AmpOptimWrapper'
-    prepared = prepare_train_cfg(
-        cfg, resume='ckpt.pth', check_data=False)
-    assert (prepared.resume, prepared.load_from) == (True, 'ckpt.pth')
+    ckpt = saved_checkpoint(tmp_path)
+    prepared = prepare_train_cfg(cfg, resume=ckpt, check_data=False)
+    assert (prepared.resume, prepared.load_from) == (True, ckpt)
     assert prepared.work_dir == osp.join('./work_dirs',
                                          'cascade_mask_rcnn_convnext_l_in22k')
 
 
-def test_tta_needs_the_config_to_define_it():
+def test_tta_needs_the_config_to_define_it(tmp_path):
     with pytest.raises(ConfigPrepareError, match='DetTTAModel'):
         prepare_test_cfg(
-            load(DET_CONFIG), 'ckpt.pth', tta=True, check_data=False)
+            load(DET_CONFIG), saved_checkpoint(tmp_path), tta=True,
+            check_data=False)
 
 
 def test_check_dataset_paths_names_each_missing_path(tmp_path):
