@@ -463,6 +463,30 @@ def toy_coco_paths(out_dir: str) -> Dict[str, str]:
         meta_file=osp.join(out_dir, 'meta.json'))
 
 
+def toy_cfg_options(out_dir: str, coco: bool) -> Dict[str, str]:
+    """``--cfg-options`` pointing a ``configs/toy`` config at a set here.
+
+    Args:
+        out_dir (str): Root of a toy set (as written by
+            :func:`generate_toy_coco` or :func:`generate_toy_ade`).
+        coco (bool): A COCO set: its COCO metrics read the val annotation
+            file too.
+
+    Returns:
+        dict[str, str]: Dotted config keys and values, as ``tools/train.py
+        --cfg-options`` takes them (``key=value``) or
+        ``runtime.prepare_train_cfg(cfg_options=...)``.
+    """
+    root = osp.join(out_dir, '')  # data_root ends with a separator
+    options = {f'{split}_dataloader.dataset.data_root': root
+               for split in ('train', 'val', 'test')}
+    if coco:
+        ann_file = toy_coco_paths(out_dir)['val_ann_file']
+        options.update({'val_evaluator.ann_file': ann_file,
+                        'test_evaluator.ann_file': ann_file})
+    return options
+
+
 def toy_ade_paths(out_dir: str) -> Dict[str, str]:
     """Paths of a toy ADE20K-layout set.
 

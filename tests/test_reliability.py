@@ -16,7 +16,8 @@ from mmengine.config import Config
 from convnext_backbone.runtime import (ConfigPrepareError,
                                        find_resume_checkpoint,
                                        prepare_test_cfg, prepare_train_cfg)
-from convnext_backbone.toy_data import generate_toy_ade, generate_toy_coco
+from convnext_backbone.toy_data import (generate_toy_ade, generate_toy_coco,
+                                        toy_cfg_options)
 from test_tools import free_port  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -138,13 +139,9 @@ def params_sha256(state_dict, names):
     return sha.hexdigest()
 
 
-def data_options(root, ann=None):
-    options = [f'{split}_dataloader.dataset.data_root={root}/'
-               for split in ('train', 'val', 'test')]
-    if ann:
-        options += [f'val_evaluator.ann_file={ann}',
-                    f'test_evaluator.ann_file={ann}']
-    return options
+def data_options(root, coco):
+    """toy_cfg_options as ``key=value`` command-line words."""
+    return [f'{k}={v}' for k, v in toy_cfg_options(root, coco).items()]
 
 
 @pytest.fixture(scope='module')
@@ -178,8 +175,7 @@ def test_dist_train_toy_detector_then_resume_in_one_process(
         hook_dir, tmp_path):
     root = str(tmp_path / 'coco')
     generate_toy_coco(root, seed=5, num_train=8, num_val=2, img_size=64)
-    ann = osp.join(root, 'annotations', 'instances_val.json')
-    options = data_options(root, ann) + [
+    options = data_options(root, coco=True) + [
         'train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
         'default_hooks.logger.interval=1']
     work_dir = str(tmp_path / 'dist')
@@ -197,7 +193,8 @@ def test_dist_train_toy_detector_then_resume_in_one_process(
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'train.py'), TOY_DET,
          '--work-dir', one, '--resume', osp.join(one, 'epoch_1.pth'),
-         '--cfg-options', *data_options(root, ann), 'train_cfg.max_epochs=2',
+         '--cfg-options', *data_options(root, coco=True),
+         'train_cfg.max_epochs=2',
          'train_dataloader.batch_size=2'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -213,8 +210,9 @@ def test_dist_train_toy_segmentor_syncbn_config(hook_dir, tmp_path):
     work_dir = str(tmp_path / 'dist')
     cfg = Config.fromfile(TOY_SEG)
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
-    log, _ = dist_train(TOY_SEG, work_dir, hook_dir, data_options(root) + [
+    options = data_options(root, coco=False) + [
         'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-        'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1'])
+        'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
+    log, _ = dist_train(TOY_SEG, work_dir, hook_dir, options)
     assert re.search(r'Iter\(train\) \[3/3\]', log)
     assert 'SyncBN' in log  # the CPU fallback is said, not silent

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from convnext_backbone.toy_data import generate_toy_coco
+from convnext_backbone.toy_data import generate_toy_coco, toy_cfg_options
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'toy', 'mask_rcnn_convnext_atto_toy.py')
@@ -19,14 +19,11 @@ EPOCHS = 3
 
 
 def train_cmd(data_root: str, work_dir: str, *extra: str) -> list:
-    ann = osp.join(data_root, 'annotations', 'instances_val.json')
+    data = [f'{k}={v}'
+            for k, v in toy_cfg_options(data_root, coco=True).items()]
     return [
         sys.executable, osp.join(REPO, 'tools', 'train.py'), CONFIG,
-        '--work-dir', work_dir, *extra, '--cfg-options',
-        f'train_dataloader.dataset.data_root={data_root}/',
-        f'val_dataloader.dataset.data_root={data_root}/',
-        f'test_dataloader.dataset.data_root={data_root}/',
-        f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}',
+        '--work-dir', work_dir, *extra, '--cfg-options', *data,
         f'train_cfg.max_epochs={EPOCHS}',
         # validate every epoch: evaluation must not shift the random stream
         'train_cfg.val_interval=1',

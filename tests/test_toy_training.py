@@ -7,22 +7,14 @@ import sys
 
 import pytest
 
-from convnext_backbone.toy_data import generate_toy_ade, generate_toy_coco
+from convnext_backbone.toy_data import (generate_toy_ade, generate_toy_coco,
+                                        toy_cfg_options)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO, 'tools'))
 import demo  # noqa: E402
 
 IMG_SIZE = (112, 150)
-
-
-def data_options(root: str, ann: str = None) -> dict:
-    options = {f'{split}_dataloader.dataset.data_root': root + '/'
-               for split in ('train', 'val', 'test')}
-    if ann:
-        options.update({'val_evaluator.ann_file': ann,
-                        'test_evaluator.ann_file': ann})
-    return options
 
 
 def mean(values):
@@ -39,8 +31,7 @@ def test_toy_detector_learns_and_evaluates(tmp_path):
     root = str(tmp_path / 'toy_coco')
     generate_toy_coco(root, seed=1, num_train=16, num_val=4,
                       img_size=IMG_SIZE)
-    options = data_options(root, osp.join(root, 'annotations',
-                                          'instances_val.json'))
+    options = toy_cfg_options(root, coco=True)
     options.update({
         'train_cfg.max_epochs': 6, 'train_cfg.val_interval': 6,
         'default_hooks.logger.interval': 2,
@@ -63,7 +54,7 @@ def test_toy_segmentor_learns_and_evaluates(tmp_path):
     root = str(tmp_path / 'toy_ade')
     generate_toy_ade(root, seed=1, num_train=16, num_val=4,
                      img_size=IMG_SIZE)
-    options = data_options(root)
+    options = toy_cfg_options(root, coco=False)
     options.update({
         'train_cfg.max_iters': 24, 'train_cfg.val_interval': 24,
         'default_hooks.logger.interval': 2,

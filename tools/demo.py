@@ -26,7 +26,8 @@ from mmengine.config import Config  # noqa: E402
 from convnext_backbone.runtime import (build_runner,  # noqa: E402
                                        dump_metrics, prepare_test_cfg,
                                        prepare_train_cfg)
-from convnext_backbone.toy_data import generate_toy_data  # noqa: E402
+from convnext_backbone.toy_data import (generate_toy_data,  # noqa: E402
+                                        toy_cfg_options)
 
 TASKS = {
     'det': dict(config='configs/toy/mask_rcnn_convnext_atto_toy.py',
@@ -130,16 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, dict]:
     for task in args.only:
         spec = TASKS[task]
         work_dir = osp.join(args.work_dir, task)
-        options = {}
-        if args.data_root != 'data':
-            root = osp.join(args.data_root, spec['data']) + '/'
-            options = {'train_dataloader.dataset.data_root': root,
-                       'val_dataloader.dataset.data_root': root,
-                       'test_dataloader.dataset.data_root': root}
-            if task == 'det':
-                ann = root + 'annotations/instances_val.json'
-                options.update({'val_evaluator.ann_file': ann,
-                                'test_evaluator.ann_file': ann})
+        options = {} if args.data_root == 'data' else toy_cfg_options(
+            osp.join(args.data_root, spec['data']), coco=task == 'det')
         t0 = time.time()
         results[task] = train_and_test(
             spec['config'], work_dir, cfg_options=options,
