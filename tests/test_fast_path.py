@@ -1,0 +1,181 @@
+"""The backbone's fast formulation (channels-last activations, gamma folded
+into pwconv2, in-place and oneDNN-fused inference) against the plain
+reference formulation: same outputs and gradients for every option
+combination."""
+import itertools
+
+import pytest
+import torch
+
+from convnext_backbone import ConvNeXt
+from convnext_backbone.convnext import onednn_fusion_available
+from convnext_backbone.reference import ReferenceConvNeXt
+from test_backbone import MICRO, randomize_, reference_forward
+
+X_SHAPE = (2, 3, 64, 96)
+
+
+def twins(seed=0, drop_path_rate=0.0, layer_scale=1e-6, **kwargs):
+    """A ConvNeXt and a ReferenceConvNeXt with the same random weights."""
+    ref = randomize_(
+        ReferenceConvNeXt(MICRO, drop_path_rate=drop_path_rate,
+                          layer_scale_init_value=layer_scale), seed)
+    model = ConvNeXt(MICRO, drop_path_rate=drop_path_rate,
+                     layer_scale_init_value=layer_scale, **kwargs)
+    missing, unexpected = model.load_state_dict(ref.state_dict(),
+                                                strict=False)
+    assert not missing
+    return model, ref
+
+
+def assert_relatively_close(actual, expected, tol=1e-4):
+    scale = expected.abs().max().clamp_min(1e-6)
+    err = (actual - expected).abs().max() / scale
+    assert err < tol, f'relative error {err:.2e} > {tol:.0e}'
+
+
+def test_reference_module_is_the_papers_network():
+    """The reference module itself equals the hand-written maths."""
+    ref = randomize_(ReferenceConvNeXt(MICRO)).eval()
+    x = torch.randn(*X_SHAPE)
+    with torch.no_grad():
+        outs = ref(x)
+        expected = reference_forward(ref.state_dict(), MICRO['depths'],
+                                     (0, 1, 2, 3), x)
+    for out, exp in zip(outs, expected):
+        torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    'channels_last,fused,layer_scale,out_indices',
+    list(itertools.product((True, False), (True, False), (1e-6, 0.0),
+                           ((0, 1, 2, 3), (1, 3)))))
+def test_inference_equals_reference(channels_last, fused, layer_scale,
+                                    out_indices):
+    model, ref = twins(channels_last=channels_last, fused_inference=fused,
+                       layer_scale=layer_scale, out_indices=out_indices)
+    model.eval(), ref.eval()
+    x = torch.randn(*X_SHAPE)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            outs, expected = model(x), ref(x)
+        assert len(outs) == len(out_indices)
+        for out, i in zip(outs, out_indices):
+            assert out.shape == expected[i].shape
+            assert out.is_contiguous()
+            assert_relatively_close(out, expected[i])
+
+
+@pytest.mark.parametrize(
+    'channels_last,with_cp,drop_path_rate,frozen_stages',
+    list(itertools.product((True, False), (False, True), (0.0, 0.3),
+                           (-1, 1))))
+def test_training_outputs_and_gradients_equal_reference(
+        channels_last, with_cp, drop_path_rate, frozen_stages):
+    model, ref = twins(channels_last=channels_last, with_cp=with_cp,
+                       drop_path_rate=drop_path_rate,
+                       frozen_stages=frozen_stages)
+    ref.with_cp = with_cp
+    ours = dict(model.named_parameters())
+    for name, param in ref.named_parameters():  # freeze the same tensors
+        param.requires_grad = ours[name].requires_grad
+    if frozen_stages >= 0:  # the reference has no freezing: eval its part
+        for i in range(frozen_stages + 1):
+            ref.stages[i].eval(), ref.downsample_layers[i].eval()
+    model.train()
+    x = torch.randn(*X_SHAPE, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    grad_out = [torch.randn_like(o) for o in ref(x_ref)]  # fixed cotangents
+    x_ref.grad = None
+    results = []
+    for net, inp in ((model, x), (ref, x_ref)):
+        torch.manual_seed(1)  # the same samples dropped in both
+        net.zero_grad(set_to_none=True)
+        outs = net(inp)
+        torch.autograd.backward(outs, grad_out)
+        results.append((outs, inp.grad,
+                        {n: p.grad for n, p in net.named_parameters()}))
+    (outs, x_grad, grads), (ref_outs, ref_x_grad, ref_grads) = results
+    for out, exp in zip(outs, ref_outs):
+        assert_relatively_close(out, exp)
+    assert_relatively_close(x_grad, ref_x_grad, 1e-3)
+    for name, grad in grads.items():
+        if grad is None:  # frozen
+            assert ref_grads[name] is None, name
+            continue
+        assert_relatively_close(grad, ref_grads[name], 1e-3)
+
+
+def test_frozen_stages_take_the_inference_path_while_training():
+    """Blocks autograd does not record (frozen, input without grad) run the
+    fused path even in a training step, and the result still matches."""
+    model, ref = twins(frozen_stages=1, fused_inference=True)
+    model.train()
+    calls = []
+    for stage in model.stages:
+        for block in stage:
+            block.register_forward_hook(
+                lambda mod, inp, out: calls.append(out.requires_grad))
+    model(torch.randn(*X_SHAPE))
+    # stages 0 and 1 (2 blocks) frozen: no graph; stages 2-3 record
+    assert calls == [False, False, True, True, True]
+
+
+@pytest.mark.skipif(not onednn_fusion_available(),
+                    reason='this torch has no oneDNN fused linear kernels')
+def test_fused_kernels_run_only_where_autograd_does_not_record():
+    model, _ = twins(fused_inference=True)
+    x = torch.randn(*X_SHAPE)
+
+    def kernels(train: bool):
+        model.train(train)
+        with torch.profiler.profile() as prof, \
+                torch.set_grad_enabled(train):
+            model(x)
+        return {e.name for e in prof.events()}
+
+    assert 'mkldnn::_linear_pointwise' in kernels(False)
+    assert 'mkldnn::_linear_pointwise' not in kernels(True)
+    model.fused_inference = False
+    for block in (b for s in model.stages for b in s):
+        block.fused_inference = False
+    assert 'mkldnn::_linear_pointwise' not in kernels(False)
+
+
+def test_folded_weights_follow_parameter_updates():
+    """The cached gamma-folded pwconv2 is refreshed by an optimizer step
+    and by load_state_dict, not served stale."""
+    model, ref = twins()
+    model.eval(), ref.eval()
+    x = torch.randn(*X_SHAPE)
+    with torch.no_grad():
+        model(x)  # fills the caches
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    sum(o.square().mean() for o in model(x)).backward()
+    optimizer.step()
+    model.eval()
+    ref.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        for out, exp in zip(model(x), ref(x)):
+            assert_relatively_close(out, exp)
+    other = randomize_(ReferenceConvNeXt(MICRO), seed=7).eval()
+    model.load_state_dict(other.state_dict(), strict=False)
+    with torch.no_grad():
+        for out, exp in zip(model(x), other(x)):
+            assert_relatively_close(out, exp)
+
+
+def test_bf16_autocast_close_to_reference():
+    model, ref = twins()
+    model.eval(), ref.eval()
+    x = torch.randn(*X_SHAPE)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        outs, expected = model(x), ref(x)
+    with torch.no_grad():
+        exact = ref(x)
+    for out, exp, ex in zip(outs, expected, exact):
+        # no further from the exact result than the reference's own bf16 run
+        err = (out.float() - ex).abs().max()
+        ref_err = (exp.float() - ex).abs().max()
+        assert err <= 2 * ref_err + 1e-2
