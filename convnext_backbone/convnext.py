@@ -143,10 +143,12 @@ class ConvNeXtBlock(nn.Module):
             x.requires_grad or any(p.requires_grad for p in self.parameters()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Under torch.compile the plain ops are traced: inductor fuses them
-        # itself, and the weight cache below would break the graph.
-        if (self._records_autograd(x) or torch.compiler.is_compiling() or
-                (self.training and isinstance(self.drop_path, DropPath))):
+        # Under torch.compile / torch.export / jit tracing (ONNX export) the
+        # plain ops are traced: inductor fuses them itself, exporters know
+        # no private oneDNN ops, and the weight cache would be baked in.
+        if (self._records_autograd(x) or torch.compiler.is_compiling()
+                or torch.jit.is_tracing()
+                or (self.training and isinstance(self.drop_path, DropPath))):
             y = self.dwconv(x).permute(0, 2, 3, 1)  # NHWC view: LN, Linear
             y = self.act(self.pwconv1(self.norm(y)))
             y = F.linear(y, *self._scaled_pwconv2()).permute(0, 3, 1, 2)

@@ -75,7 +75,7 @@ def test_whole_model_from_config(config, capsys):
     header, rows = table_rows(capsys.readouterr().out)
     assert header[3:] == ['infer img/s', 'infer latency ms', 'train step s',
                           'train peak MB']
-    assert rows[0][1] == '(96, 128)'
+    assert rows[0][1:3] == ['(96, 128)', '2/2']
     assert all(re.fullmatch(NUMBER, cell) for cell in rows[0][3:]), rows
     assert result['train_peak_mb'] > 0 and result['infer_img_per_s'] > 0
 
@@ -85,6 +85,8 @@ def test_whole_model_from_config(config, capsys):
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
     (['backbone', '--iters', '0'], 'at least 1 timed iteration'),
     (['backbone', '--channels-last', 'maybe'], "'maybe': use 'on' or 'off'"),
+    (['model', osp.join(REPO, 'configs/toy/upernet_convnext_atto_toy.py'),
+      '--batch', '1'], 'needs 2 or more images'),
 ])
 def test_bad_arguments_say_what_to_do(argv, fragment, capsys):
     import torch

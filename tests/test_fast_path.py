@@ -179,3 +179,23 @@ def test_bf16_autocast_close_to_reference():
         err = (out.float() - ex).abs().max()
         ref_err = (exp.float() - ex).abs().max()
         assert err <= 2 * ref_err + 1e-2
+
+
+def test_traced_and_exported_graphs_use_plain_ops():
+    """jit tracing (the ONNX exporters' path) and torch.export record the
+    plain ops, not the private fused kernels, and compute the same."""
+    model, ref = twins()
+    model.eval(), ref.eval()
+    x = torch.randn(*X_SHAPE)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+        expected = ref(x)
+        outs = traced(x)
+    assert 'mkldnn::_linear_pointwise' not in str(traced.inlined_graph)
+    for out, exp in zip(outs, expected):
+        assert_relatively_close(out, exp)
+    exported = torch.export.export(model, (x, ))
+    assert '_linear_pointwise' not in str(exported.graph)
+    with torch.no_grad():
+        for out, exp in zip(exported.module()(x), expected):
+            assert_relatively_close(out, exp)

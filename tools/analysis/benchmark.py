@@ -105,7 +105,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                        help='input size (default: 800 1333 for detection, '
                        'the crop size for segmentation)')
-    model.add_argument('--batch', type=int, default=1)
+    model.add_argument('--batch', type=int,
+                       help='images per step (default: 1 for inference, '
+                       "the config's train_dataloader.batch_size, i.e. per "
+                       'GPU, for the train step)')
     model.add_argument('--modes', nargs='+', choices=('infer', 'train'),
                        default=('infer', 'train'))
     model.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -398,19 +401,26 @@ def run_model(args) -> Dict[str, object]:
     adapt_to_device(cfg, distributed=False, cuda=device.type == 'cuda')
     init_default_scope(scope)
     shape = tuple(args.shape) if args.shape else _default_model_shape(cfg)
+    batches = dict(infer=args.batch or 1,
+                   train=args.batch or cfg.train_dataloader.batch_size)
+    if scope == 'mmseg' and 'train' in args.modes and batches['train'] < 2:
+        sys.exit(f"error: --batch {batches['train']}: a segmentor train "
+                 'step needs 2 or '
+                 "more images (UperNet's pooling module batch-normalises 1x1 "
+                 'maps); pass --batch 2 or --modes infer')
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.backbone.init_cfg = None  # random weights: nothing to load
     models = importlib.import_module(f'{scope}.registry').MODELS
     model = revert_sync_batchnorm(models.build(model_cfg)).to(device)
     model.init_weights()
     num_classes = _first_value(cfg.model.to_dict(), 'num_classes')
-    data = synthetic_batch(scope, num_classes, args.batch, shape)
 
     result = dict(config=osp.basename(args.config), scope=scope,
-                  shape=list(shape), batch=args.batch,
+                  shape=list(shape), batch=batches,
                   machine=machine_info(device))
     if 'infer' in args.modes:
         model.eval()
+        data = synthetic_batch(scope, num_classes, batches['infer'], shape)
 
         def infer():
             with torch.no_grad():
@@ -418,10 +428,11 @@ def run_model(args) -> Dict[str, object]:
 
         times = time_step(infer, device, args.iters, args.warmup)
         result['infer_latency_ms'] = median(times) * 1e3
-        result['infer_img_per_s'] = args.batch / median(times)
+        result['infer_img_per_s'] = batches['infer'] / median(times)
     if 'train' in args.modes:
         model.train()
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        data = synthetic_batch(scope, num_classes, batches['train'], shape)
 
         def train():
             model.train_step(data, optim_wrapper)
@@ -435,9 +446,10 @@ def run_model(args) -> Dict[str, object]:
           f"threads, torch {machine['torch']}); random weights, synthetic "
           'data')
     _print_table(
-        ['config', 'input (H, W)', 'batch', 'infer img/s', 'infer latency ms',
-         'train step s', 'train peak MB'],
-        [[result['config'], f'({shape[0]}, {shape[1]})', str(args.batch)] + [
+        ['config', 'input (H, W)', 'batch (infer/train)', 'infer img/s',
+         'infer latency ms', 'train step s', 'train peak MB'],
+        [[result['config'], f'({shape[0]}, {shape[1]})',
+          f"{batches['infer']}/{batches['train']}"] + [
             f'{result[k]:{fmt}}' if k in result else '-'
             for k, fmt in (('infer_img_per_s', '.2f'),
                            ('infer_latency_ms', '.0f'), ('train_step_s',
