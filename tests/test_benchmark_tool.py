@@ -63,6 +63,20 @@ def test_backbone_every_option_and_column(tmp_path, capsys):
                for row in saved['rows'])
 
 
+def test_layernorm_formulations_agree(capsys):
+    result = load_tool().main([
+        'layernorm', '--shape', '2', '16', '12', '20', '--iters', '1',
+        '--warmup', '0'
+    ])
+    header, rows = table_rows(capsys.readouterr().out)
+    assert header[:3] == ['variant', 'mode', 'latency us']
+    assert len(rows) == 8  # 4 formulations x (infer, train)
+    assert {r['mode'] for r in result['rows']} == {'infer', 'train'}
+    for row in result['rows']:  # all of them compute the same LayerNorm
+        assert row['max_abs_error'] < 1e-4, row
+        assert row['latency_us'] > 0 and row['gb_per_s'] > 0
+
+
 @pytest.mark.parametrize('config', [
     'configs/toy/mask_rcnn_convnext_atto_toy.py',
     'configs/toy/upernet_convnext_atto_toy.py'

@@ -19,6 +19,11 @@ optimizer wrapper)::
     python tools/analysis/benchmark.py model \\
         configs/mask_rcnn_convnext_t_3x.py --shape 800 1333
 
+LayerNorm over channels, each formulation on NCHW and channels-last memory
+(how the backbone's choice was made)::
+
+    python tools/analysis/benchmark.py layernorm --shape 1 96 128 128
+
 Prints markdown tables; ``--json PATH`` also writes every figure. Figures
 are defined in :mod:`convnext_backbone.benchmark`.
 """
@@ -98,6 +103,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     bb.add_argument('--impls', nargs='+', choices=('convnext', 'reference'),
                     default=('convnext', 'reference'))
     bb.add_argument('--matmul-size', type=int, default=2048)
+
+    norm = sub.add_parser('layernorm', parents=[common],
+                          help='LayerNorm over channels: the formulations')
+    norm.add_argument('--shape', type=int, nargs=4, default=(1, 96, 128, 128),
+                      metavar=('N', 'C', 'H', 'W'),
+                      help='activation shape (default: ConvNeXt-T stage 0 '
+                      'at 512x512)')
+    norm.add_argument('--modes', nargs='+', choices=('infer', 'train'),
+                      default=('infer', 'train'))
 
     model = sub.add_parser('model', parents=[common],
                            help='a det/seg config\'s whole model')
@@ -328,6 +342,77 @@ def _add_ratios(rows: List[Dict[str, object]]) -> None:
             row['memory_vs_ref'] = row['peak_mb'] / ref['peak_mb']
 
 
+# ----------------------------------------------------------------- layernorm
+def run_layernorm(args) -> Dict[str, object]:
+    """Each way of normalising an NCHW activation over its channels, on
+    NCHW and on channels-last memory: latency, effective bandwidth and the
+    largest deviation from an fp64 computation."""
+    from convnext_backbone.convnext import LayerNorm2d
+    from convnext_backbone.reference import ChannelsFirstLayerNorm
+    device = _device(args.device)
+    n, c, h, w = args.shape
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w, device=device) * 3 + 1
+    hand = ChannelsFirstLayerNorm(c).to(device)
+    ours = LayerNorm2d(c, eps=1e-6).to(device)
+    weight, bias = torch.rand(c) + 0.5, torch.randn(c)
+    with torch.no_grad():
+        for norm in (hand, ours):
+            norm.weight.copy_(weight)
+            norm.bias.copy_(bias)
+    exact = hand.double()(x.double())
+    hand.float()
+    variants = {
+        'hand-written (official), NCHW': (hand, torch.contiguous_format),
+        'hand-written (official), channels-last': (hand,
+                                                   torch.channels_last),
+        'permute + F.layer_norm, NCHW': (ours, torch.contiguous_format),
+        'permute + F.layer_norm, channels-last (backbone)': (
+            ours, torch.channels_last),
+    }
+    steps, rows = {}, []
+    for mode in args.modes:
+        for name, (norm, memory_format) in variants.items():
+            inp = x.contiguous(memory_format=memory_format).requires_grad_(
+                mode == 'train')
+            with torch.no_grad():
+                error = (norm(inp).double() - exact).abs().max().item()
+            grad = torch.randn_like(exact, dtype=x.dtype)
+
+            def step(norm=norm, inp=inp, grad=grad, mode=mode):
+                with torch.set_grad_enabled(mode == 'train'):
+                    out = norm(inp)
+                if mode == 'train':
+                    out.backward(grad)
+                    inp.grad = None
+                    norm.zero_grad(set_to_none=True)
+
+            steps[len(rows)] = step
+            rows.append(dict(variant=name, mode=mode, max_abs_error=error))
+    times = interleaved_times(steps, device, args.iters, args.warmup)
+    # bytes that must move: read x, write y (train: + read dy, write dx)
+    for index, row in enumerate(rows):
+        seconds = median(times[index])
+        moved = x.numel() * x.element_size() * (2 if row['mode'] == 'infer'
+                                                else 4)
+        row['latency_us'] = seconds * 1e6
+        row['gb_per_s'] = moved / seconds / 1e9
+    for row in rows:
+        base = next(r for r in rows if r['mode'] == row['mode'])
+        row['speed_vs_hand_nchw'] = base['latency_us'] / row['latency_us']
+    machine = machine_info(device)
+    print(f"{machine['name']} ({machine['device']}, {machine['threads']} "
+          f"threads, torch {machine['torch']}); LayerNorm over C of "
+          f'{n}x{c}x{h}x{w}, median of {args.iters} interleaved rounds')
+    _print_table(
+        ['variant', 'mode', 'latency us', 'GB/s', 'speed vs hand NCHW',
+         'max abs error vs fp64'],
+        [[r['variant'], r['mode'], f"{r['latency_us']:.0f}",
+          f"{r['gb_per_s']:.1f}", f"{r['speed_vs_hand_nchw']:.2f}x",
+          f"{r['max_abs_error']:.1e}"] for r in rows])
+    return dict(machine=machine, shape=list(args.shape), rows=rows)
+
+
 # --------------------------------------------------------------------- model
 def _first_value(node, key: str):
     if isinstance(node, dict):
@@ -463,8 +548,8 @@ def main(argv=None) -> Optional[Dict[str, object]]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run_backbone(args) if args.command == 'backbone' \
-        else run_model(args)
+    result = dict(backbone=run_backbone, layernorm=run_layernorm,
+                  model=run_model)[args.command](args)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2)
