@@ -98,6 +98,7 @@ def test_whole_model_from_config(config, capsys):
     (['model', 'configs/no_such_config.py'], 'does not exist'),
     (['backbone', '--device', 'cuda'], 'CUDA is not available'),
     (['backbone', '--iters', '0'], 'at least 1 timed iteration'),
+    (['backbone', '--arch', 'tiyn'], "unknown ConvNeXt arch 'tiyn'"),
     (['backbone', '--channels-last', 'maybe'], "'maybe': use 'on' or 'off'"),
     (['model', osp.join(REPO, 'configs/toy/upernet_convnext_atto_toy.py'),
       '--batch', '1'], 'needs 2 or more images'),

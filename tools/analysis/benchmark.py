@@ -47,6 +47,7 @@ from convnext_backbone import ConvNeXt  # noqa: E402
 from convnext_backbone.benchmark import (  # noqa: E402
     count_flops, interleaved_times, machine_info, matmul_flops, matmul_step,
     median, onednn_matmul_step, peak_step_memory, time_step)
+from convnext_backbone.presets import resolve_arch  # noqa: E402
 from convnext_backbone.reference import ReferenceConvNeXt  # noqa: E402
 
 PRECISIONS = {
@@ -213,6 +214,10 @@ def _backbone_case(args, device, impl, mode, precision, channels_last,
 
 def run_backbone(args) -> Dict[str, object]:
     device = _device(args.device)
+    try:
+        resolve_arch(args.arch)
+    except ValueError as exc:
+        sys.exit(f'error: --arch: {exc}')
     torch.manual_seed(0)
     # One set of weights for both formulations (layer scale 1 so that every
     # branch matters, as after training).
