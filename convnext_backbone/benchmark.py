@@ -20,7 +20,7 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Hashable, List, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,19 +34,10 @@ def synchronize(device: torch.device) -> None:
 def time_step(step: Callable[[], object], device: torch.device, iters: int,
               warmup: int) -> List[float]:
     """Seconds of each of ``iters`` calls of ``step`` after ``warmup``."""
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
+    return interleaved_times({'step': step}, device, iters, warmup)['step']
 
 
-def interleaved_times(steps: Dict[str, Callable[[], object]],
+def interleaved_times(steps: Dict[Hashable, Callable[[], object]],
                       device: torch.device, iters: int,
                       warmup: int) -> Dict[str, List[float]]:
     """Seconds of each step, timed round-robin: every round runs each step
@@ -57,7 +48,7 @@ def interleaved_times(steps: Dict[str, Callable[[], object]],
         for _ in range(warmup):
             step()
     synchronize(device)
-    times: Dict[str, List[float]] = {name: [] for name in steps}
+    times: Dict[Hashable, List[float]] = {name: [] for name in steps}
     for _ in range(iters):
         for name, step in steps.items():
             start = time.perf_counter()
