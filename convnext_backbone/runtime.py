@@ -23,6 +23,7 @@ decides):
 import copy
 import datetime
 import difflib
+import importlib
 import inspect
 import json
 import logging
@@ -137,14 +138,15 @@ def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
 
 
 # ----------------------------------------------------------- device fallback
-def _iter_dicts(node: Any) -> Iterator[dict]:
+def iter_dicts(node: Any) -> Iterator[dict]:
+    """Every dict in a nested config value, depth first, parents first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _iter_dicts(value)
+            yield from iter_dicts(value)
     elif isinstance(node, (list, tuple)):
         for value in node:
-            yield from _iter_dicts(value)
+            yield from iter_dicts(value)
 
 
 def adapt_to_device(cfg: Config,
@@ -207,7 +209,7 @@ def adapt_to_device(cfg: Config,
                            '(DDP of a CPU model)')
     if not distributed or not cuda:
         norms = [
-            d for d in _iter_dicts(cfg.get('model', {}))
+            d for d in iter_dicts(cfg.get('model', {}))
             if d.get('type') in _SYNC_BN_TYPES
         ]
         for norm in norms:
@@ -457,6 +459,24 @@ def _scope(cfg: Config) -> str:
             "mmsegmentation ('mmseg') configs; set default_scope in the "
             'config')
     return scope
+
+
+def build_model_without_weights(cfg: Config) -> torch.nn.Module:
+    """The config's model, built in its scope (mmdet or mmseg) on CPU with
+    SyncBN as BN and the backbone's ``init_cfg`` dropped, so nothing is
+    downloaded (the analysis tools need shapes and speed, not weights).
+
+    Raises:
+        ConfigPrepareError: ``default_scope`` is neither mmdet nor mmseg.
+    """
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    scope = _scope(cfg)
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.init_cfg = None
+    init_default_scope(scope)
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    return revert_sync_batchnorm(models.build(model_cfg))
 
 
 def _prepare_common(cfg: Config, *, launcher: str, work_dir: Optional[str],

@@ -28,8 +28,6 @@ Prints markdown tables; ``--json PATH`` also writes every figure. Figures
 are defined in :mod:`convnext_backbone.benchmark`.
 """
 import argparse
-import copy
-import importlib
 import json
 import os.path as osp
 import sys
@@ -49,6 +47,7 @@ from convnext_backbone.benchmark import (  # noqa: E402
     median, onednn_matmul_step, peak_step_memory, time_step)
 from convnext_backbone.presets import resolve_arch  # noqa: E402
 from convnext_backbone.reference import ReferenceConvNeXt  # noqa: E402
+from convnext_backbone.runtime import iter_dicts  # noqa: E402
 
 PRECISIONS = {
     'fp32': torch.float32,
@@ -143,6 +142,11 @@ def _device(name: str) -> torch.device:
     if device.type not in ('cpu', 'cuda'):
         sys.exit(f'error: --device {name}: use cpu or cuda[:i]')
     return device
+
+
+def _describe(machine: Dict[str, object]) -> str:
+    return (f"{machine['name']} ({machine['device']}, {machine['threads']} "
+            f"threads, torch {machine['torch']})")
 
 
 def _print_table(header: List[str], rows: List[List[str]]) -> None:
@@ -286,8 +290,7 @@ def run_backbone(args) -> Dict[str, object]:
     machine['matmul_gflops'] = rates
     machine['onednn_fp32_matmul_gflops'] = onednn
 
-    print(f"{machine['name']} ({machine['device']}, {machine['threads']} "
-          f"threads, torch {machine['torch']}); ConvNeXt-{args.arch}, input "
+    print(f"{_describe(machine)}; ConvNeXt-{args.arch}, input "
           f'{args.batch}x3x{args.shape[0]}x{args.shape[1]}; median of '
           f'{args.iters} interleaved rounds')
     print('matmul rate (torch.mm, {0}x{0}): '.format(args.matmul_size) +
@@ -406,8 +409,7 @@ def run_layernorm(args) -> Dict[str, object]:
         base = next(r for r in rows if r['mode'] == row['mode'])
         row['speed_vs_hand_nchw'] = base['latency_us'] / row['latency_us']
     machine = machine_info(device)
-    print(f"{machine['name']} ({machine['device']}, {machine['threads']} "
-          f"threads, torch {machine['torch']}); LayerNorm over C of "
+    print(f"{_describe(machine)}; LayerNorm over C of "
           f'{n}x{c}x{h}x{w}, median of {args.iters} interleaved rounds')
     _print_table(
         ['variant', 'mode', 'latency us', 'GB/s', 'speed vs hand NCHW',
@@ -420,16 +422,7 @@ def run_layernorm(args) -> Dict[str, object]:
 
 # --------------------------------------------------------------------- model
 def _first_value(node, key: str):
-    if isinstance(node, dict):
-        if key in node:
-            return node[key]
-        node = list(node.values())
-    if isinstance(node, (list, tuple)):
-        for value in node:
-            found = _first_value(value, key)
-            if found is not None:
-                return found
-    return None
+    return next((d[key] for d in iter_dicts(node) if key in d), None)
 
 
 def synthetic_batch(scope: str, num_classes: int, batch: int, shape,
@@ -473,23 +466,25 @@ def _default_model_shape(cfg) -> tuple:
 
 def run_model(args) -> Dict[str, object]:
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
 
-    from convnext_backbone.runtime import adapt_to_device, merge_cfg_options
+    from convnext_backbone.runtime import (ConfigPrepareError,
+                                           adapt_to_device,
+                                           build_model_without_weights,
+                                           merge_cfg_options)
     device = _device(args.device)
     if not osp.isfile(args.config):
         sys.exit(f'error: config {args.config!r} does not exist; pass a path '
                  'like configs/mask_rcnn_convnext_t_3x.py')
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        sys.exit(f"error: default_scope={scope!r}; the benchmark builds "
-                 "mmdet and mmseg models")
     adapt_to_device(cfg, distributed=False, cuda=device.type == 'cuda')
-    init_default_scope(scope)
+    try:
+        model = build_model_without_weights(cfg).to(device)
+    except ConfigPrepareError as exc:
+        sys.exit(f'error: {exc}')
+    model.init_weights()  # random weights
+    scope = cfg.default_scope
     shape = tuple(args.shape) if args.shape else _default_model_shape(cfg)
     batches = dict(infer=args.batch or 1,
                    train=args.batch or cfg.train_dataloader.batch_size)
@@ -498,11 +493,6 @@ def run_model(args) -> Dict[str, object]:
                  'step needs 2 or '
                  "more images (UperNet's pooling module batch-normalises 1x1 "
                  'maps); pass --batch 2 or --modes infer')
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.init_cfg = None  # random weights: nothing to load
-    models = importlib.import_module(f'{scope}.registry').MODELS
-    model = revert_sync_batchnorm(models.build(model_cfg)).to(device)
-    model.init_weights()
     num_classes = _first_value(cfg.model.to_dict(), 'num_classes')
 
     result = dict(config=osp.basename(args.config), scope=scope,
@@ -532,9 +522,7 @@ def run_model(args) -> Dict[str, object]:
         result['train_peak_mb'] = peak_step_memory(train, device) / MiB
 
     machine = result['machine']
-    print(f"{machine['name']} ({machine['device']}, {machine['threads']} "
-          f"threads, torch {machine['torch']}); random weights, synthetic "
-          'data')
+    print(f'{_describe(machine)}; random weights, synthetic data')
     _print_table(
         ['config', 'input (H, W)', 'batch (infer/train)', 'infer img/s',
          'infer latency ms', 'train step s', 'train peak MB'],

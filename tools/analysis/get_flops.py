@@ -22,8 +22,6 @@ as RoIAlign count 0). Runs on CPU; the backbone's ``init_cfg`` is dropped so
 nothing is downloaded.
 """
 import argparse
-import copy
-import importlib
 import os.path as osp
 import sys
 from typing import Dict, Optional, Tuple
@@ -38,8 +36,8 @@ if REPO_ROOT not in sys.path:
 
 from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.model import revert_sync_batchnorm  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
+
+from convnext_backbone.runtime import build_model_without_weights  # noqa
 
 DET_SHAPE = (1280, 800)
 NUM_PROPOSALS = 1000
@@ -116,11 +114,7 @@ def model_complexity(cfg: Config,
     """
     scope = cfg.default_scope
     shape = tuple(shape or default_shape(cfg))
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.init_cfg = None  # nothing to download
-    init_default_scope(scope)
-    models = importlib.import_module(f'{scope}.registry').MODELS
-    model = revert_sync_batchnorm(models.build(model_cfg)).eval()
+    model = build_model_without_weights(cfg).eval()
     wrapper = DetFlopsModel(model) if scope == 'mmdet' else SegFlopsModel(
         model)
     img = torch.rand(1, 3, *shape)
