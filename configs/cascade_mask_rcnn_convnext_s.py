@@ -7,7 +7,7 @@ _base_ = [
 ]
 # mmengine reads a config with imports as an old-style one only if `_base_`
 # is assigned first, so the import stays below it.
-from convnext_backbone.presets import resolve_arch  # noqa: E402
+from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'small'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_small_1k_224.pth'  # noqa: E501
@@ -16,7 +16,7 @@ model = dict(
         arch=arch,
         drop_path_rate=0.6,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    neck=dict(in_channels=list(resolve_arch(arch)['dims'])))
+    neck=dict(in_channels=out_channels(arch)))
 
 optim_wrapper = dict(
     # Mixed precision, as in the paper's run.

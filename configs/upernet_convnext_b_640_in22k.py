@@ -8,7 +8,7 @@ _base_ = [
 ]
 # mmengine reads a config with imports as an old-style one only if `_base_`
 # is assigned first, so the import stays below it.
-from convnext_backbone.presets import resolve_arch  # noqa: E402
+from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'base'
 crop_size = (640, 640)
@@ -19,8 +19,8 @@ model = dict(
         arch=arch,
         drop_path_rate=0.4,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=list(resolve_arch(arch)['dims'])),
-    auxiliary_head=dict(in_channels=resolve_arch(arch)['dims'][2]),
+    decode_head=dict(in_channels=out_channels(arch)),
+    auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]),
     # Single-scale test: sliding window of the training crop.
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(426, 426)))
 

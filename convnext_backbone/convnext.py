@@ -19,7 +19,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .presets import NUM_STAGES, STRIDES, resolve_arch
+from .presets import (NUM_STAGES, STRIDES, normalize_out_indices,
+                      out_channels, resolve_arch)
 
 
 class LayerNormLast(nn.LayerNorm):
@@ -246,7 +247,7 @@ class ConvNeXt(BaseModule):
         self.arch = arch
         self.depths: Tuple[int, ...] = settings['depths']
         self.dims: Tuple[int, ...] = settings['dims']
-        self.out_indices = self._check_out_indices(out_indices)
+        self.out_indices = normalize_out_indices(out_indices)
         if not (isinstance(drop_path_rate, (int, float))
                 and 0 <= drop_path_rate < 1):
             raise ValueError(
@@ -301,7 +302,8 @@ class ConvNeXt(BaseModule):
     @property
     def out_channels(self) -> Tuple[int, ...]:
         """Channels of the returned features, in output order."""
-        return tuple(self.dims[i] for i in self.out_indices)
+        return tuple(out_channels(
+            dict(depths=self.depths, dims=self.dims), self.out_indices))
 
     @property
     def out_strides(self) -> Tuple[int, ...]:
@@ -322,29 +324,6 @@ class ConvNeXt(BaseModule):
         return get_layer_id_for_convnext(param_name, num_layers, decay_type)
 
     # ------------------------------------------------------------- internals
-    @staticmethod
-    def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = (out_indices, )
-        if (not isinstance(out_indices, (list, tuple)) or not out_indices
-                or not all(isinstance(i, int) for i in out_indices)):
-            raise ValueError(
-                f'out_indices={out_indices!r} must be a non-empty sequence of '
-                f'ints in -{NUM_STAGES}..{NUM_STAGES - 1}, e.g. (0, 1, 2, 3)')
-        normalised = []
-        for i in out_indices:
-            if not -NUM_STAGES <= i < NUM_STAGES:
-                raise ValueError(
-                    f'out_indices entry {i} is out of range; ConvNeXt has '
-                    f'{NUM_STAGES} stages, use indices in '
-                    f'-{NUM_STAGES}..{NUM_STAGES - 1}')
-            normalised.append(i % NUM_STAGES)
-        if len(set(normalised)) != len(normalised):
-            raise ValueError(
-                f'out_indices={tuple(out_indices)!r} names a stage twice '
-                f'(normalised: {tuple(normalised)})')
-        return tuple(sorted(normalised))
-
     def _freeze_stages(self) -> None:
         for i in range(min(self.frozen_stages + 1, len(self.stages))):
             for module in (self.downsample_layers[i], self.stages[i]):

@@ -6,7 +6,7 @@ T/S/B/L/XL are the paper's variants (Liu et al., CVPR 2022, Table 1 and
 appendix); atto/femto/pico/nano are the small variants people use for edge
 work (timm / ConvNeXt-V2 naming).
 """
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 ARCH_SETTINGS: Dict[str, Dict[str, Tuple[int, ...]]] = {
     'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)),
@@ -71,3 +71,57 @@ def resolve_arch(
                 f"{list(ARCH_SETTINGS['tiny'][key])}")
         settings[key] = tuple(value)
     return settings
+
+
+def normalize_out_indices(out_indices: Union[int, Sequence[int]]
+                          ) -> Tuple[int, ...]:
+    """Check stage indices and return them sorted, non-negative, unique.
+
+    Args:
+        out_indices (int | Sequence[int]): Stage indices in
+            ``-NUM_STAGES..NUM_STAGES - 1`` (negative counts from the end).
+
+    Returns:
+        tuple[int, ...]: E.g. ``(-1, 0)`` -> ``(0, 3)``.
+    """
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = (out_indices, )
+    if (not isinstance(out_indices, (list, tuple)) or not out_indices
+            or not all(isinstance(i, int) and not isinstance(i, bool)
+                       for i in out_indices)):
+        raise ValueError(
+            f'out_indices={out_indices!r} must be a non-empty sequence of '
+            f'ints in -{NUM_STAGES}..{NUM_STAGES - 1}, e.g. (0, 1, 2, 3)')
+    normalised = []
+    for i in out_indices:
+        if not -NUM_STAGES <= i < NUM_STAGES:
+            raise ValueError(
+                f'out_indices entry {i} is out of range; ConvNeXt has '
+                f'{NUM_STAGES} stages, use indices in '
+                f'-{NUM_STAGES}..{NUM_STAGES - 1}')
+        normalised.append(i % NUM_STAGES)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(
+            f'out_indices={tuple(out_indices)!r} names a stage twice '
+            f'(normalised: {tuple(normalised)})')
+    return tuple(sorted(normalised))
+
+
+def out_channels(arch: Union[str, Dict[str, Sequence[int]]],
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3)
+                 ) -> List[int]:
+    """Channels of the features a ConvNeXt returns, in output order.
+
+    What a neck's or decode head's ``in_channels`` must be; configs use it
+    instead of retyping dims (``neck=dict(in_channels=out_channels(arch))``).
+
+    Args:
+        arch (str | dict): As for :func:`resolve_arch`.
+        out_indices (int | Sequence[int]): As the backbone's
+            ``out_indices``. Defaults to (0, 1, 2, 3).
+
+    Returns:
+        list[int]: E.g. ``[96, 192, 384, 768]`` for ``'tiny'``.
+    """
+    dims = resolve_arch(arch)['dims']
+    return [dims[i] for i in normalize_out_indices(out_indices)]

@@ -353,18 +353,15 @@ def check_backbone_channels(cfg: Config) -> None:
     Raises:
         ConfigPrepareError: Names the key, both channel lists and the fix.
     """
-    from .convnext import ConvNeXt
-    from .presets import resolve_arch
+    from .presets import normalize_out_indices, out_channels
     model = cfg.get('model')
     backbone = model.get('backbone') if isinstance(model, dict) else None
     if not isinstance(backbone, dict) or backbone.get('type') not in (
             'ConvNeXt', 'mmengine.ConvNeXt'):
         return
     arch = backbone.get('arch', 'tiny')
-    dims = resolve_arch(arch)['dims']
-    indices = ConvNeXt._check_out_indices(
-        backbone.get('out_indices', (0, 1, 2, 3)))
-    out = [dims[i] for i in indices]
+    indices = normalize_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
+    out = out_channels(arch, indices)
     for key, in_channels, in_index in _heads_in_channels(model):
         if in_index is None:  # a neck takes every output, in order
             expected = out
@@ -379,7 +376,7 @@ def check_backbone_channels(cfg: Config) -> None:
                 f'{key}={got} does not match the backbone: '
                 f'ConvNeXt(arch={arch!r}, out_indices={tuple(indices)}) '
                 f'gives {out}; set {key}={expected} (derive it from '
-                'convnext_backbone.presets.resolve_arch(arch)["dims"])')
+                'convnext_backbone.presets.out_channels(arch, out_indices))')
 
 
 # ------------------------------------------------------------------ resume

@@ -5,7 +5,7 @@
 # from scratch (no ImageNet download here).
 _base_ = ['../_base_/models/mask_rcnn_convnext_fpn.py',
           '../_base_/runtime_det.py']
-from convnext_backbone.presets import resolve_arch  # noqa: E402
+from convnext_backbone.presets import out_channels  # noqa: E402
 from convnext_backbone.toy_data import (TOY_DET_CLASSES,  # noqa: E402
                                         TOY_DET_PALETTE)
 
@@ -21,7 +21,7 @@ model = dict(
         # channels-last, the backbone's default.
         channels_last=False,
         init_cfg=None),
-    neck=dict(in_channels=list(resolve_arch(arch)['dims']),
+    neck=dict(in_channels=out_channels(arch),
               out_channels=fpn_channels),
     rpn_head=dict(
         in_channels=fpn_channels, feat_channels=fpn_channels,

@@ -4,7 +4,7 @@
 # back to BN), stage-wise lr decay as in the paper's ADE20K runs; sized for 2
 # CPU cores and trained from scratch.
 _base_ = ['../_base_/models/upernet_convnext.py', '../_base_/runtime_seg.py']
-from convnext_backbone.presets import resolve_arch  # noqa: E402
+from convnext_backbone.presets import out_channels  # noqa: E402
 from convnext_backbone.toy_data import (TOY_SEG_CLASSES,  # noqa: E402
                                         TOY_SEG_PALETTE)
 
@@ -21,9 +21,9 @@ model = dict(
         # channels-last, the backbone's default.
         channels_last=False,
         init_cfg=None),
-    decode_head=dict(in_channels=list(resolve_arch(arch)['dims']),
+    decode_head=dict(in_channels=out_channels(arch),
                      channels=64, num_classes=num_classes),
-    auxiliary_head=dict(in_channels=resolve_arch(arch)['dims'][2],
+    auxiliary_head=dict(in_channels=out_channels(arch, 2)[0],
                         channels=32, num_classes=num_classes),
     test_cfg=dict(mode='whole'))
 
