@@ -4,25 +4,28 @@ Importing the package (``custom_imports=dict(imports=['convnext_backbone'])``
 in a config) applies the torch/numpy compatibility fixes and registers
 ``ConvNeXt`` (backbone), ``ConvNeXtLayerDecayOptimizerConstructor`` and
 ``RandomStateHook`` in mmengine's root registries, which every OpenMMLab
-scope falls back to.
+scope falls back to. It imports torch, mmengine and mmcv's DropPath, and
+nothing of mmdet, mmseg or the repository's tools.
 """
 from . import compat
 
 compat.apply()
 
+from .blocks import ConvNeXtBlock  # noqa: E402
 from .checkpoint import (CheckpointError, convert_to_convnext,  # noqa: E402
                          load_convnext_checkpoint)
-from .convnext import ConvNeXt, ConvNeXtBlock, LayerNorm2d  # noqa: E402
+from .convnext import ConvNeXt  # noqa: E402
 from .hooks import RandomStateHook  # noqa: E402
-from .layer_decay import (ConvNeXtLayerDecayOptimizerConstructor,  # noqa: E402
-                          get_layer_id_for_convnext)
-from .presets import ARCH_SETTINGS, resolve_arch  # noqa: E402
+from .layer_decay import get_layer_id_for_convnext  # noqa: E402
+from .layernorm import LayerNorm2d  # noqa: E402
+from .optim_constructor import \
+    ConvNeXtLayerDecayOptimizerConstructor  # noqa: E402
+from .presets import ARCH_SETTINGS, out_channels, resolve_arch  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
     'ARCH_SETTINGS', 'CheckpointError', 'ConvNeXt', 'ConvNeXtBlock',
     'ConvNeXtLayerDecayOptimizerConstructor', 'LayerNorm2d', 'RandomStateHook',
-    'convert_to_convnext',
-    'get_layer_id_for_convnext', 'load_convnext_checkpoint',
-    'resolve_arch', '__version__'
+    'convert_to_convnext', 'get_layer_id_for_convnext',
+    'load_convnext_checkpoint', 'out_channels', 'resolve_arch', '__version__'
 ]

@@ -3,7 +3,7 @@
 :func:`convert_to_convnext` is the one pure function that maps any supported
 layout onto this package's parameter names; the backbone's
 ``init_cfg=dict(type='Pretrained')`` and ``tools/convert_checkpoint.py`` both
-use it. Supported layouts (see the reference sheet, section 2):
+use it. Supported layouts:
 
 - official ImageNet files ``{'model': sd}`` (``dwconv``/``pwconv``, ``norm``,
   ``head``), EMA files ``{'model_ema': sd}``;
@@ -14,15 +14,19 @@ use it. Supported layouts (see the reference sheet, section 2):
 - full detector / segmentor checkpoints (backbone under ``backbone.``, with
   the dense output norms ``norm0..norm3``), from this package, mmdet or the
   official dense repos.
+
+The official names are those of facebookresearch/ConvNeXt
+(``models/convnext.py``); timm's are those of ``timm/models/convnext.py``
+(its ``checkpoint_filter_fn`` maps the other way); mmpretrain's are those of
+``mmpretrain/models/backbones/convnext.py``.
 """
 import logging
 import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 
 # A converted key must look like one of these to count as ConvNeXt.
 _CONVNEXT_KEY = re.compile(
@@ -161,18 +165,37 @@ def load_checkpoint_file(filename: str,
         raise CheckpointError(f"checkpoint '{filename}': {exc}") from None
 
 
+class ConvNeXtLike(Protocol):
+    """What :func:`load_convnext_checkpoint` needs of a backbone: its
+    settings (for the error messages) and its state dict."""
+
+    arch: Union[str, dict]
+    depths: Sequence[int]
+    dims: Sequence[int]
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        ...
+
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor],
+                        strict: bool = True):
+        ...
+
+
 def load_convnext_checkpoint(
-        model: nn.Module,
+        model: ConvNeXtLike,
         filename: str,
         prefix: Optional[str] = None,
+        map_location: str = 'cpu',
         logger: Optional[logging.Logger] = None
 ) -> Tuple[list, list, list]:
     """Load a checkpoint of any supported layout into a ConvNeXt backbone.
 
     Args:
-        model (ConvNeXt): The backbone.
+        model (ConvNeXtLike): The backbone.
         filename (str): Path or URL of the checkpoint.
         prefix (str, optional): See :func:`convert_to_convnext`.
+        map_location (str): Device the file's tensors are loaded to before
+            they are copied into the model. Defaults to 'cpu'.
         logger (logging.Logger, optional): Where the one-line summary goes.
 
     Returns:
@@ -183,7 +206,7 @@ def load_convnext_checkpoint(
         CheckpointError: unreadable, not ConvNeXt, too few keys matched, or
             shapes differ (e.g. a ConvNeXt-T file into a ConvNeXt-B).
     """
-    raw = load_checkpoint_file(filename)
+    raw = load_checkpoint_file(filename, map_location=map_location)
     converted = convert_to_convnext(raw, prefix=prefix)
     own = model.state_dict()
     if not converted:

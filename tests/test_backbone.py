@@ -1,26 +1,11 @@
 """ConvNeXt backbone: presets, outputs, reference equality, options, errors."""
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from convnext_backbone import ARCH_SETTINGS, ConvNeXt
 from convnext_backbone.presets import STRIDES
-
-MICRO = dict(depths=(1, 1, 2, 1), dims=(8, 16, 32, 64))
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every tensor (LN affine and gamma included) a random value, so a
-    reference computation cannot pass by accident of ones/zeros init."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2 +
-                    (1.0 if p.ndim == 1 else 0.0))
-    return model
-
+from helpers import MICRO, randomize_, reference_forward
 
 def expected_trunk_params(depths, dims, in_chans=3, out_norms=4):
     """Parameter count written from the paper's description of each layer."""
@@ -68,43 +53,6 @@ def test_aliases_and_custom_arch():
     assert ConvNeXt('T', out_indices=(3, )).depths == (3, 3, 9, 3)
     model = ConvNeXt(dict(depths=[1, 1, 1, 1], dims=[4, 8, 12, 16]))
     assert model.out_channels == (4, 8, 12, 16)
-
-
-def reference_forward(sd, depths, out_indices, x):
-    """ConvNeXt written out with functional ops from a state dict."""
-
-    def ln_channels(x, prefix):  # LayerNorm over C of NCHW, by hand
-        mean = x.mean(1, keepdim=True)
-        var = ((x - mean)**2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + 1e-6)
-        return x * sd[prefix + '.weight'][:, None, None] + \
-            sd[prefix + '.bias'][:, None, None]
-
-    outs = []
-    for i in range(4):
-        if i == 0:
-            x = F.conv2d(x, sd['downsample_layers.0.0.weight'],
-                         sd['downsample_layers.0.0.bias'], stride=4)
-            x = ln_channels(x, 'downsample_layers.0.1')
-        else:
-            x = ln_channels(x, f'downsample_layers.{i}.0')
-            x = F.conv2d(x, sd[f'downsample_layers.{i}.1.weight'],
-                         sd[f'downsample_layers.{i}.1.bias'], stride=2)
-        for b in range(depths[i]):
-            p = f'stages.{i}.{b}.'
-            y = F.conv2d(x, sd[p + 'dwconv.weight'], sd[p + 'dwconv.bias'],
-                         padding=3, groups=x.shape[1])
-            y = ln_channels(y, p + 'norm')
-            # 1x1 convs == Linear over channels
-            y = F.conv2d(y, sd[p + 'pwconv1.weight'][:, :, None, None],
-                         sd[p + 'pwconv1.bias'])
-            y = 0.5 * y * (1 + torch.erf(y / math.sqrt(2)))  # exact GELU
-            y = F.conv2d(y, sd[p + 'pwconv2.weight'][:, :, None, None],
-                         sd[p + 'pwconv2.bias'])
-            x = x + sd[p + 'gamma'][:, None, None] * y
-        if i in out_indices:
-            outs.append(ln_channels(x, f'norm{i}'))
-    return outs
 
 
 @pytest.mark.parametrize('out_indices', [(0, 1, 2, 3), (1, 3), (-1, )])

@@ -1,6 +1,5 @@
 """tools/analysis/benchmark.py end to end on tiny inputs: every column is
 printed and written (figures, not assertions on speed)."""
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -11,11 +10,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(REPO, 'tools', 'analysis', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools.analysis import benchmark
+    return benchmark
 
 
 NUMBER = r'[0-9]+(\.[0-9]+)?'

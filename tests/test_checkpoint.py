@@ -12,7 +12,7 @@ from mmengine.logging import MMLogger
 
 from convnext_backbone import ConvNeXt, convert_to_convnext
 from convnext_backbone.checkpoint import CheckpointError
-from test_backbone import MICRO, randomize_
+from helpers import MICRO, randomize_
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from convnext_backbone import ConvNeXt
-from convnext_backbone.convnext import onednn_fusion_available
-from convnext_backbone.reference import ReferenceConvNeXt
-from test_backbone import MICRO, randomize_, reference_forward
+from convnext_backbone.blocks import onednn_fusion_available
+from tools.lib.reference import ReferenceConvNeXt
+from helpers import MICRO, randomize_, reference_forward
 
 X_SHAPE = (2, 3, 64, 96)
 

@@ -1,8 +1,10 @@
-"""Layer-wise lr decay: the sheet's rule, parity with mmdet's and mmseg's
+"""Layer-wise lr decay: the official rule, parity with mmdet's and mmseg's
 own constructors, and the optimizer wrapper it builds.
 
 Micro backbones (dims 8..64) on CPU; the expected layer ids are written out
-from the table of shared/reference/convnext-dense-experiments.md, section 3.
+from the official code (facebookresearch/ConvNeXt, mmcv_custom/
+layer_decay_optimizer_constructor.py of its detection and segmentation
+trees).
 """
 import logging
 import math
@@ -23,7 +25,7 @@ DIMS = (8, 16, 32, 64)
 T_DEPTHS = (1, 1, 9, 1)  # shaped like ConvNeXt-T: num_layers 6
 S_DEPTHS = (1, 1, 27, 1)  # shaped like ConvNeXt-S/B/L/XL: num_layers 12
 
-# The sheet's table, written out: (part, stage index) -> layer id, 'L' for
+# The official rule's table, written out: (part, stage index) -> layer id, 'L' for
 # num_layers. Stage 2 of layer_wise is listed block by block below.
 LAYER_WISE_IDS = {
     ('downsample_layers', 0): 0,
@@ -53,7 +55,7 @@ STAGE_WISE_IDS = {
 
 def expected_layer_id(name: str, depths: Tuple[int, ...], num_layers: int,
                       decay_type: str) -> int:
-    """The sheet's id of a parameter named relative to the detector."""
+    """The official id of a parameter named relative to the detector."""
     parts = name.split('.')
     if parts[0] != 'backbone' or parts[1] not in ('downsample_layers',
                                                   'stages'):
@@ -135,7 +137,7 @@ def quiet_logger():
 @pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
 @pytest.mark.parametrize('depths,num_layers', [(T_DEPTHS, 6),
                                                (S_DEPTHS, 12)])
-def test_lr_and_weight_decay_follow_the_sheet(depths, num_layers,
+def test_lr_and_weight_decay_follow_the_official_rule(depths, num_layers,
                                               decay_type):
     model = ToyDetector(depths)
     wrapper = build(model,
@@ -205,9 +207,9 @@ def test_wrapped_and_nested_backbones_get_the_same_lrs():
     outer = Outer(T_DEPTHS)
     nested = per_param(build(outer, cfg), outer)
     for name, param in outer.named_parameters():
-        sheet_name = name.replace('detector.encoder.', 'backbone.') \
+        plain_name = name.replace('detector.encoder.', 'backbone.') \
             .replace('detector.head.', 'head.')
-        assert nested[name] == plain[sheet_name], name
+        assert nested[name] == plain[plain_name], name
 
 
 def test_frozen_parameters_are_left_out():

@@ -9,7 +9,7 @@ import mmdet
 import mmseg
 import pytest
 
-from convnext_backbone.toy_data import generate_toy_ade, generate_toy_coco
+from tools.lib.toy_data import generate_toy_ade, generate_toy_coco
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -1,7 +1,7 @@
 """Reliability: damaged checkpoints, inconsistent configs, and the toy
 detector / segmentor trained by 2 CPU processes through tools/dist_train.sh
-(then resumed by one)."""
-import hashlib
+(then resumed by one). Training subprocesses run on CPU (``cpu_env`` hides
+CUDA) whatever GPUs the machine has."""
 import os
 import os.path as osp
 import re
@@ -13,12 +13,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from convnext_backbone.runtime import (ConfigPrepareError,
-                                       find_resume_checkpoint,
-                                       prepare_test_cfg, prepare_train_cfg)
-from convnext_backbone.toy_data import (generate_toy_ade, generate_toy_coco,
-                                        toy_cfg_options)
-from test_tools import free_port  # noqa: E402
+from tools.lib.errors import ConfigPrepareError
+from tools.lib.prepare import prepare_test_cfg, prepare_train_cfg
+from tools.lib.resume import find_resume_checkpoint
+from tools.lib.toy_data import toy_cfg_options
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_DET = osp.join(REPO, 'configs', 'toy', 'mask_rcnn_convnext_atto_toy.py')
@@ -106,55 +104,17 @@ def test_head_channels_must_match_the_backbone(config, key, value, fragment):
 
 
 # ------------------------------------------------------------ distributed
-PARAM_HASH_HOOK = '''
-import hashlib
-import os.path as osp
-
-from mmengine.dist import get_rank
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
-
-
-@HOOKS.register_module()
-class RankParamsHashHook(Hook):
-    """Every rank writes a hash of its trainable weights after training."""
-
-    def after_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        sha = hashlib.sha256()
-        for name, param in sorted(model.named_parameters()):
-            sha.update(name.encode())
-            sha.update(param.detach().contiguous().numpy().tobytes())
-        with open(osp.join(runner.work_dir, f'rank{get_rank()}.sha256'),
-                  'w') as f:
-            f.write(sha.hexdigest())
-'''
-
-
-def params_sha256(state_dict, names):
-    sha = hashlib.sha256()
-    for name in sorted(names):
-        sha.update(name.encode())
-        sha.update(state_dict[name].contiguous().numpy().tobytes())
-    return sha.hexdigest()
-
-
 def data_options(root, coco):
     """toy_cfg_options as ``key=value`` command-line words."""
     return [f'{k}={v}' for k, v in toy_cfg_options(root, coco).items()]
 
 
-@pytest.fixture(scope='module')
-def hook_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp('hooks')
-    (path / 'rank_params_hash_hook.py').write_text(PARAM_HASH_HOOK)
-    return path
-
-
-def dist_train(config, work_dir, hook_dir, options):
+def dist_train(config, work_dir, hook, env, port, options):
+    """tools/dist_train.sh with 2 CPU processes; both ranks must end with
+    the same weights. Returns the log and that weights hash."""
     cfg = Config.fromfile(config)
-    cfg.custom_imports.imports.append('rank_params_hash_hook')
-    cfg.custom_hooks = cfg.custom_hooks + [dict(type='RankParamsHashHook')]
+    cfg.custom_imports.imports.append(hook.module)
+    cfg.custom_hooks = cfg.custom_hooks + [dict(type=hook.type)]
     dumped = osp.join(work_dir, 'config.py')
     os.makedirs(work_dir)
     cfg.dump(dumped)
@@ -162,8 +122,7 @@ def dist_train(config, work_dir, hook_dir, options):
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), dumped, '2',
          '--work-dir', work_dir, '--cfg-options', *options],
         cwd=REPO, capture_output=True, text=True, timeout=500,
-        env=dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
-                 PYTHONPATH=str(hook_dir), OMP_NUM_THREADS='1'))
+        env=dict(env, PORT=str(port), PYTHONPATH=hook.pythonpath))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     hashes = [open(osp.join(work_dir, f'rank{r}.sha256')).read()
               for r in (0, 1)]
@@ -172,20 +131,21 @@ def dist_train(config, work_dir, hook_dir, options):
 
 
 def test_dist_train_toy_detector_then_resume_in_one_process(
-        hook_dir, tmp_path):
-    root = str(tmp_path / 'coco')
-    generate_toy_coco(root, seed=5, num_train=8, num_val=2, img_size=64)
+        toy_coco, weights_hash_hook, cpu_env, free_port, tmp_path):
+    root = toy_coco
     options = data_options(root, coco=True) + [
         'train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
         'default_hooks.logger.interval=1']
     work_dir = str(tmp_path / 'dist')
-    log, sha = dist_train(TOY_DET, work_dir, hook_dir, options)
+    log, sha = dist_train(TOY_DET, work_dir, weights_hash_hook, cpu_env,
+                          free_port, options)
     # 8 images over 2 ranks x 2 per batch: 2 iterations
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', log)
     ckpt = torch.load(osp.join(work_dir, 'epoch_1.pth'), weights_only=True)
     params = [k for k in ckpt['state_dict'] if 'running' not in k
               and 'num_batches' not in k]
-    assert params_sha256(ckpt['state_dict'], params) == sha
+    # the checkpoint rank 0 saved holds the weights both ranks ended with
+    assert weights_hash_hook.sha256(ckpt['state_dict'], params) == sha
 
     # the 2-process checkpoint continues in a single process
     one = str(tmp_path / 'one')
@@ -196,7 +156,7 @@ def test_dist_train_toy_detector_then_resume_in_one_process(
          '--cfg-options', *data_options(root, coco=True),
          'train_cfg.max_epochs=2',
          'train_dataloader.batch_size=2'],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=cpu_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert 'resumed epoch: 1' in out
@@ -204,15 +164,16 @@ def test_dist_train_toy_detector_then_resume_in_one_process(
     assert osp.isfile(osp.join(one, 'epoch_2.pth'))
 
 
-def test_dist_train_toy_segmentor_syncbn_config(hook_dir, tmp_path):
-    root = str(tmp_path / 'ade')
-    generate_toy_ade(root, seed=5, num_train=8, num_val=2, img_size=64)
+def test_dist_train_toy_segmentor_syncbn_config(
+        toy_ade, weights_hash_hook, cpu_env, free_port, tmp_path):
+    root = toy_ade
     work_dir = str(tmp_path / 'dist')
     cfg = Config.fromfile(TOY_SEG)
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
     options = data_options(root, coco=False) + [
         'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
         'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
-    log, _ = dist_train(TOY_SEG, work_dir, hook_dir, options)
+    log, _ = dist_train(TOY_SEG, work_dir, weights_hash_hook, cpu_env,
+                        free_port, options)
     assert re.search(r'Iter\(train\) \[3/3\]', log)
     assert 'SyncBN' in log  # the CPU fallback is said, not silent

@@ -1,88 +1,53 @@
-"""tools/ and convnext_backbone.runtime as a user meets them.
+"""tools/ and tools.lib as a user meets them.
 
 - tools/train.py trains a micro Mask R-CNN (a paper config shrunk through the
   same option merge users have) on toy data; tools/test.py evaluates the
   checkpoint, writes metrics.json, --show-dir pictures and --out results;
 - a missing dataset and a misspelt --cfg-options key stop early with
   messages that say what to do;
-- tools/dist_train.sh trains on 2 CPU processes (torchrun, gloo) and both
-  ranks end with the same weights;
+- too many CUDA processes for the visible GPUs stop before any work;
 - tools/analysis/get_flops.py prints params and FLOPs;
-- the CPU / single-process adaptation of the configs, and the segmentation
-  test options (--tta, --show-dir, --out), in-process.
+- the CPU / single-process adaptation of the configs (what --amp selects
+  with and without CUDA), and the segmentation test options (--tta,
+  --show-dir, --out), in-process.
+
+Subprocesses run on CPU (CUDA hidden) whatever GPUs the machine has; the
+2-process training test is in test_reliability.py.
 """
 import glob
-import hashlib
 import json
 import os
 import os.path as osp
 import pickle
 import re
-import socket
 import subprocess
 import sys
 from typing import Dict, List
 
 import pytest
 import torch
-from mmengine.config import Config
 
-from test_configs import (CONFIG_DIR, REPO, load, tiny_options,  # noqa: E402
-                          toy_options)
+from helpers import CONFIG_DIR, load, tiny_options, toy_options
+from tools.lib import device
+from tools.lib.cfg_options import merge_cfg_options
+from tools.lib.checks import check_dataset_paths
+from tools.lib.device import adapt_to_device, check_cuda_processes
+from tools.lib.errors import (ConfigPrepareError, DatasetNotFoundError,
+                              UnknownConfigKeyError)
+from tools.lib.prepare import prepare_test_cfg, prepare_train_cfg
+from tools.lib.runner import build_runner
 
-from convnext_backbone.runtime import (  # noqa: E402
-    ConfigPrepareError, DatasetNotFoundError, UnknownConfigKeyError,
-    adapt_to_device, build_runner, check_dataset_paths, merge_cfg_options, prepare_test_cfg,
-    prepare_train_cfg)
-from convnext_backbone.toy_data import (generate_toy_ade,  # noqa: E402
-                                        generate_toy_coco)
+REPO = osp.dirname(CONFIG_DIR)
 
 PYTHON = sys.executable
 TOOLS = osp.join(REPO, 'tools')
 DET_CONFIG = 'mask_rcnn_convnext_t_1x'
 
-# Test-only hook for the 2-process run: every rank hashes its final weights.
-RANK_HASH_HOOK = '''
-import hashlib
-import os.path as osp
-
-from mmengine.dist import get_rank
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
-
-
-def state_dict_sha256(state_dict):
-    sha = hashlib.sha256()
-    for key in sorted(state_dict):
-        sha.update(key.encode())
-        sha.update(state_dict[key].detach().cpu().contiguous().numpy()
-                   .tobytes())
-    return sha.hexdigest()
-
-
-@HOOKS.register_module()
-class RankWeightsHashHook(Hook):
-
-    def after_train(self, runner):
-        model = getattr(runner.model, 'module', runner.model)
-        with open(osp.join(runner.work_dir, f'rank{get_rank()}.sha256'),
-                  'w') as f:
-            f.write(state_dict_sha256(model.state_dict()))
-'''
-
-
-def state_dict_sha256(state_dict: Dict[str, torch.Tensor]) -> str:
-    sha = hashlib.sha256()
-    for key in sorted(state_dict):
-        sha.update(key.encode())
-        sha.update(state_dict[key].detach().cpu().contiguous().numpy()
-                   .tobytes())
-    return sha.hexdigest()
-
 
 def run(args: List[str], cwd: str = REPO, env: Dict[str, str] = None,
         timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
+    """A tool in a subprocess on CPU (CUDA hidden), whatever the machine."""
+    full_env = {**os.environ, 'CUDA_VISIBLE_DEVICES': '', **(env or {})}
     return subprocess.run(
         args,
         cwd=cwd,
@@ -90,19 +55,6 @@ def run(args: List[str], cwd: str = REPO, env: Dict[str, str] = None,
         capture_output=True,
         text=True,
         timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope='module')
-def toy_coco(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp('toy') / 'coco') + '/'
-    generate_toy_coco(root, seed=0, num_train=4, num_val=2, img_size=64)
-    return root
 
 
 @pytest.fixture(scope='module')
@@ -141,7 +93,7 @@ def trained(tiny_det_config, toy_coco, tmp_path_factory) -> Dict[str, str]:
     proc = run([
         PYTHON, osp.join(TOOLS, 'train.py'), tiny_det_config, '--work-dir',
         work_dir, '--cfg-options', *data_args(toy_coco),
-        'train_dataloader.batch_size=1', 'log_level=INFO'
+        'train_dataloader.batch_size=2', 'log_level=INFO'
     ])
     return dict(proc=proc, work_dir=work_dir)
 
@@ -151,9 +103,9 @@ def test_train_tool(trained):
     proc, work_dir = trained['proc'], trained['work_dir']
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    if not torch.cuda.is_available():
-        assert 'no CUDA: AmpOptimWrapper -> OptimWrapper (fp32)' in out
-    # 4 images, batch 1: 4 iterations, then validation
+    # CUDA hidden: the config's AMP falls back to fp32, and says so
+    assert 'no CUDA: AmpOptimWrapper -> OptimWrapper (fp32)' in out
+    # 8 images, batch 2: 4 iterations, then validation
     assert re.search(r'Epoch\(train\) \[1\]\[4/4\]', out)
     assert 'coco/bbox_mAP' in out
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
@@ -214,43 +166,6 @@ def test_unknown_cfg_option_key(tmp_path):
     assert 'Traceback' not in proc.stderr
     assert "'train_dataloder.batch_size'" in proc.stderr
     assert "did you mean 'train_dataloader'" in proc.stderr
-
-
-def test_dist_train_two_cpu_processes(tiny_det_config, toy_coco, tmp_path):
-    """torchrun with 2 processes (gloo on CPU): both ranks end with the
-    weights of the saved checkpoint."""
-    hook_dir = tmp_path / 'hooks'
-    hook_dir.mkdir()
-    (hook_dir / 'rank_hash_hook.py').write_text(RANK_HASH_HOOK)
-    cfg = Config.fromfile(tiny_det_config)
-    cfg.custom_imports.imports.append('rank_hash_hook')
-    cfg.custom_hooks = [dict(type='RankWeightsHashHook')]
-    config = str(tmp_path / 'tiny_mask_rcnn_dist.py')
-    cfg.dump(config)
-    work_dir = tmp_path / 'wd'
-    proc = run(
-        [
-            'bash',
-            osp.join(TOOLS, 'dist_train.sh'), config, '2', '--work-dir',
-            str(work_dir), '--cfg-options', *data_args(toy_coco),
-            'train_dataloader.batch_size=1', 'log_level=INFO'
-        ],
-        env=dict(
-            PYTHON=PYTHON,
-            PORT=str(free_port()),
-            PYTHONPATH=str(hook_dir),
-            OMP_NUM_THREADS='1'),
-        timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout + proc.stderr
-    # 4 images over 2 ranks, batch 1: 2 iterations per epoch
-    assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out)
-    rank0 = (work_dir / 'rank0.sha256').read_text()
-    rank1 = (work_dir / 'rank1.sha256').read_text()
-    assert rank0 == rank1
-    ckpt = torch.load(
-        work_dir / 'epoch_1.pth', map_location='cpu', weights_only=True)
-    assert state_dict_sha256(ckpt['state_dict']) == rank0
 
 
 def test_get_flops_prints_a_row():
@@ -355,14 +270,14 @@ def test_check_dataset_paths_names_each_missing_path(tmp_path):
     assert '--cfg-options test_dataloader.dataset.data_root=' in message
 
 
-def test_seg_test_options_tta_show_out(tmp_path):
+def test_seg_test_options_tta_show_out(toy_ade, tmp_path):
     """UperNet (micro) trained one iteration, then tested with --tta,
     --show-dir and --out through the test path of tools/test.py."""
-    root = str(tmp_path / 'ade')
-    generate_toy_ade(root, seed=0, num_train=2, num_val=1, img_size=64)
     cfg = load('upernet_convnext_t_512')
-    options = {**toy_options(cfg, root), **tiny_options(cfg),
-               'visualizer.name': 'visualizer_seg_tools'}
+    options = {**toy_options(cfg, toy_ade), **tiny_options(cfg),
+               'visualizer.name': 'visualizer_seg_tools',
+               'val_dataloader.dataset.indices': 1,
+               'test_dataloader.dataset.indices': 1}
     # save the one-iteration model for the test below
     options['default_hooks.checkpoint'] = dict(
         type='CheckpointHook', by_epoch=False, interval=1)
@@ -385,3 +300,44 @@ def test_seg_test_options_tta_show_out(tmp_path):
     assert 'mIoU' in metrics
     assert glob.glob(str(tmp_path / 'show' / '**' / '*.png'), recursive=True)
     assert glob.glob(str(tmp_path / 'pred' / '*.png'))
+
+
+@pytest.mark.parametrize('cuda', [True, False])
+def test_amp_option_with_and_without_cuda(cuda, monkeypatch):
+    """--amp on an fp32 paper config (L, IN-22K): AmpOptimWrapper with a
+    dynamic loss scale where CUDA is (faked here: nothing runs), and on CPU
+    the fp32 OptimWrapper with one logged line saying so."""
+    logged = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    monkeypatch.setattr(device, 'log_once',
+                        lambda message, level=None: logged.append(message))
+    cfg = load('cascade_mask_rcnn_convnext_l_in22k')
+    assert cfg.optim_wrapper.type == 'OptimWrapper'  # the paper: fp32
+    prepared = prepare_train_cfg(cfg, amp=True, check_data=False)
+    if cuda:
+        assert prepared.optim_wrapper.type == 'AmpOptimWrapper'
+        assert prepared.optim_wrapper.loss_scale == 'dynamic'
+        assert prepared.env_cfg.dist_cfg.backend == 'nccl'
+        assert not [m for m in logged if 'no CUDA' in m], logged
+    else:
+        assert prepared.optim_wrapper.type == 'OptimWrapper'
+        assert 'loss_scale' not in prepared.optim_wrapper
+        assert logged[0] == 'no CUDA: AmpOptimWrapper -> OptimWrapper (fp32)'
+        assert 'no CUDA: env_cfg.dist_cfg.backend nccl -> gloo' in logged
+
+
+@pytest.mark.parametrize('processes, gpus, ok', [
+    ('2', 2, True), ('1', 4, True), ('2', 0, True), ('4', 1, False),
+    (None, 1, True)])
+def test_cuda_processes_must_fit_the_gpus(processes, gpus, ok):
+    environ = {} if processes is None else {'LOCAL_WORLD_SIZE': processes}
+    if ok:
+        check_cuda_processes(environ, num_gpus=gpus)
+        return
+    environ['CUDA_VISIBLE_DEVICES'] = '0'
+    with pytest.raises(ConfigPrepareError) as err:
+        check_cuda_processes(environ, num_gpus=gpus)
+    message = str(err.value)
+    assert '4 processes' in message and '1 GPU(s)' in message
+    assert 'CUDA_VISIBLE_DEVICES=0' in message
+    assert 'tools/dist_train.sh CONFIG 1' in message

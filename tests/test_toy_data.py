@@ -1,11 +1,10 @@
 # Copyright (c) convnext_backbone contributors. All rights reserved.
 """Tests of the deterministic toy dataset generator.
 
-The module is loaded from its file so these tests need neither mmcv nor an
-importable ``convnext_backbone`` package.
+``tools.lib.toy_data`` needs only numpy, OpenCV and pycocotools (neither
+mmcv nor the plugin).
 """
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,18 +15,8 @@ import pycocotools.mask as mask_util
 import pytest
 from pycocotools.coco import COCO
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _load(name, rel_path):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO_ROOT, rel_path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy_data = _load('_toy_data_under_test', 'convnext_backbone/toy_data.py')
+from tools import generate_toy_data as tool
+from tools.lib import toy_data
 
 NUM_TRAIN, NUM_VAL = 6, 3
 
@@ -60,6 +49,21 @@ def test_constants():
     for color in toy_data.TOY_SEG_PALETTE:
         assert len(color) == 3 and all(0 <= c <= 255 for c in color)
     assert tuple(toy_data.DEFAULT_IMG_SIZE) == (128, 128)
+
+
+@pytest.mark.parametrize('config, classes, palette', [
+    ('mask_rcnn_convnext_atto_toy.py', 'TOY_DET_CLASSES', 'TOY_DET_PALETTE'),
+    ('upernet_convnext_atto_toy.py', 'TOY_SEG_CLASSES', 'TOY_SEG_PALETTE'),
+])
+def test_toy_configs_name_the_generated_classes(config, classes, palette):
+    """The toy configs state the classes as data (a config must load
+    without the tools); they must be those the generator draws."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(__file__)),
+                                   'configs', 'toy', config))
+    assert tuple(cfg.metainfo['classes']) == getattr(toy_data, classes)
+    assert [tuple(c) for c in cfg.metainfo['palette']] == \
+        [tuple(c) for c in getattr(toy_data, palette)]
 
 
 def test_deterministic(tmp_path, toy_root):
@@ -210,7 +214,6 @@ def test_skip_and_overwrite(tmp_path):
 
 
 def test_cli(tmp_path):
-    tool = _load('_generate_toy_data_tool', 'tools/generate_toy_data.py')
     root = str(tmp_path / 'data')
     results = tool.main([
         '--root', root, '--seed', '0', '--num-train', '2', '--num-val', '1',

@@ -3,16 +3,14 @@ mmseg's IoU metric and draw predictions, through the same functions as
 ``make demo`` and the tools. The images are 112x150, not multiples of 32:
 the data preprocessors pad them in training and inference."""
 import os.path as osp
-import sys
 
 import pytest
 
-from convnext_backbone.toy_data import (generate_toy_ade, generate_toy_coco,
-                                        toy_cfg_options)
+from tools import demo
+from tools.lib.toy_data import (generate_toy_ade, generate_toy_coco,
+                                toy_cfg_options)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'tools'))
-import demo  # noqa: E402
 
 IMG_SIZE = (112, 150)
 

@@ -5,7 +5,7 @@ evaluated with the real metrics, predictions and loss curves drawn.
     python tools/demo.py --only det --work-dir work_dirs/toy
 
 It is the same path as ``tools/train.py`` / ``tools/test.py`` on
-``configs/toy/*.py`` (:mod:`convnext_backbone.runtime` and mmengine's
+``configs/toy/*.py`` (:mod:`tools.lib.prepare` and mmengine's
 Runner); this script only chains the steps and summarises them.
 """
 import argparse
@@ -23,11 +23,9 @@ if REPO_ROOT not in sys.path:
 
 from mmengine.config import Config  # noqa: E402
 
-from convnext_backbone.runtime import (build_runner,  # noqa: E402
-                                       dump_metrics, prepare_test_cfg,
-                                       prepare_train_cfg)
-from convnext_backbone.toy_data import (generate_toy_data,  # noqa: E402
-                                        toy_cfg_options)
+from tools.lib.prepare import prepare_test_cfg, prepare_train_cfg  # noqa
+from tools.lib.runner import build_runner, dump_metrics  # noqa: E402
+from tools.lib.toy_data import generate_toy_data, toy_cfg_options  # noqa
 
 TASKS = {
     'det': dict(config='configs/toy/mask_rcnn_convnext_atto_toy.py',

@@ -10,40 +10,22 @@ writes ``data/toy_coco`` (COCO instance segmentation) and ``data/toy_ade``
 parameters are kept unless ``--overwrite`` is given.
 """
 import argparse
-import functools
-import importlib.util
 import json
 import os.path as osp
 import sys
 import time
 from typing import List, Optional
 
+# Run from a checkout without installing anything: tools.lib.toy_data needs
+# only numpy, OpenCV and pycocotools (not the plugin, mmcv or mmdet).
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
 
-
-@functools.lru_cache(maxsize=None)
-def _load_toy_data():
-    """Import ``convnext_backbone.toy_data``.
-
-    Falls back to loading the module from its file so the tool also works
-    when the package (which imports mmcv/mmdet) cannot be imported.
-    """
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
-    try:
-        from convnext_backbone import toy_data
-        return toy_data
-    except Exception:  # e.g. mmcv missing or not built yet
-        path = osp.join(REPO_ROOT, 'convnext_backbone', 'toy_data.py')
-        spec = importlib.util.spec_from_file_location(
-            'convnext_backbone_toy_data', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+from tools.lib import toy_data  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    toy_data = _load_toy_data()
     parser = argparse.ArgumentParser(
         description='Generate the toy COCO / ADE20K-layout shape datasets')
     parser.add_argument(
@@ -86,7 +68,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    toy_data = _load_toy_data()
     start = time.time()
     results = toy_data.generate_toy_data(
         root=args.root,

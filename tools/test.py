@@ -18,9 +18,9 @@ if REPO_ROOT not in sys.path:
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from convnext_backbone.runtime import (ConfigPrepareError,  # noqa: E402
-                                       build_runner, dump_metrics,
-                                       prepare_test_cfg)
+from tools.lib.errors import ConfigPrepareError  # noqa: E402
+from tools.lib.prepare import prepare_test_cfg  # noqa: E402
+from tools.lib.runner import build_runner, dump_metrics  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

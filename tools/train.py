@@ -5,7 +5,7 @@
 
 The config's ``default_scope`` decides between mmdet and mmseg; mmengine's
 Runner does the work. Without CUDA the same config runs in fp32 with gloo and
-BN (see :func:`convnext_backbone.runtime.adapt_to_device`).
+BN (see :func:`tools.lib.device.adapt_to_device`).
 """
 import argparse
 import os
@@ -19,8 +19,9 @@ if REPO_ROOT not in sys.path:
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from convnext_backbone.runtime import (ConfigPrepareError,  # noqa: E402
-                                       build_runner, prepare_train_cfg)
+from tools.lib.errors import ConfigPrepareError  # noqa: E402
+from tools.lib.prepare import prepare_train_cfg  # noqa: E402
+from tools.lib.runner import build_runner  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

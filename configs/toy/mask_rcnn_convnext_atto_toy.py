@@ -6,12 +6,15 @@
 _base_ = ['../_base_/models/mask_rcnn_convnext_fpn.py',
           '../_base_/runtime_det.py']
 from convnext_backbone.presets import out_channels  # noqa: E402
-from convnext_backbone.toy_data import (TOY_DET_CLASSES,  # noqa: E402
-                                        TOY_DET_PALETTE)
 
 arch = 'atto'
 fpn_channels = 64
-num_classes = len(TOY_DET_CLASSES)
+# The classes tools/lib/toy_data.py draws (TOY_DET_CLASSES/PALETTE; a test
+# checks they agree). Stated here because a config must load without the
+# repository's tools (mmdet's own tools/train.py loads it too).
+classes = ('square', 'circle', 'triangle', 'star')
+palette = [(220, 40, 40), (40, 170, 60), (40, 90, 220), (240, 190, 30)]
+num_classes = len(classes)
 model = dict(
     backbone=dict(
         arch=arch, drop_path_rate=0.1, layer_scale_init_value=1e-6,
@@ -44,7 +47,7 @@ model = dict(
 
 dataset_type = 'CocoDataset'
 data_root = 'data/toy_coco/'
-metainfo = dict(classes=TOY_DET_CLASSES, palette=TOY_DET_PALETTE)
+metainfo = dict(classes=classes, palette=palette)
 img_scale = (256, 256)
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -2,7 +2,7 @@
 
 Backbone: every option combination asked for, each measured for this
 package's ``ConvNeXt`` and for the plain reference formulation
-(:mod:`convnext_backbone.reference`, the official code's way) in the same
+(:mod:`tools.lib.reference`, the official code's way) in the same
 run, so every figure is also a ratio; and the machine's own matmul rate, so
 GFLOP/s are also a fraction of what the machine can do::
 
@@ -17,7 +17,7 @@ annotations; the train step is the config's own ``train_step`` with its
 optimizer wrapper)::
 
     python tools/analysis/benchmark.py model \\
-        configs/mask_rcnn_convnext_t_3x.py --shape 800 1333
+        configs/mask_rcnn_convnext_t.py --shape 800 1333
 
 LayerNorm over channels, each formulation on NCHW and channels-last memory
 (how the backbone's choice was made)::
@@ -25,7 +25,7 @@ LayerNorm over channels, each formulation on NCHW and channels-last memory
     python tools/analysis/benchmark.py layernorm --shape 1 96 128 128
 
 Prints markdown tables; ``--json PATH`` also writes every figure. Figures
-are defined in :mod:`convnext_backbone.benchmark`.
+are defined in :mod:`tools.lib.measure`.
 """
 import argparse
 import json
@@ -42,12 +42,12 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from convnext_backbone import ConvNeXt  # noqa: E402
-from convnext_backbone.benchmark import (  # noqa: E402
+from convnext_backbone.presets import resolve_arch  # noqa: E402
+from tools.lib.cfg_walk import iter_dicts  # noqa: E402
+from tools.lib.measure import (  # noqa: E402
     count_flops, interleaved_times, machine_info, matmul_flops, matmul_step,
     median, onednn_matmul_step, peak_step_memory, time_step)
-from convnext_backbone.presets import resolve_arch  # noqa: E402
-from convnext_backbone.reference import ReferenceConvNeXt  # noqa: E402
-from convnext_backbone.runtime import iter_dicts  # noqa: E402
+from tools.lib.reference import ReferenceConvNeXt  # noqa: E402
 
 PRECISIONS = {
     'fp32': torch.float32,
@@ -355,8 +355,8 @@ def run_layernorm(args) -> Dict[str, object]:
     """Each way of normalising an NCHW activation over its channels, on
     NCHW and on channels-last memory: latency, effective bandwidth and the
     largest deviation from an fp64 computation."""
-    from convnext_backbone.convnext import LayerNorm2d
-    from convnext_backbone.reference import ChannelsFirstLayerNorm
+    from convnext_backbone.layernorm import LayerNorm2d
+    from tools.lib.reference import ChannelsFirstLayerNorm
     device = _device(args.device)
     n, c, h, w = args.shape
     torch.manual_seed(0)
@@ -468,14 +468,14 @@ def run_model(args) -> Dict[str, object]:
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
 
-    from convnext_backbone.runtime import (ConfigPrepareError,
-                                           adapt_to_device,
-                                           build_model_without_weights,
-                                           merge_cfg_options)
+    from tools.lib.cfg_options import merge_cfg_options
+    from tools.lib.device import adapt_to_device
+    from tools.lib.errors import ConfigPrepareError
+    from tools.lib.models import build_model_without_weights
     device = _device(args.device)
     if not osp.isfile(args.config):
         sys.exit(f'error: config {args.config!r} does not exist; pass a path '
-                 'like configs/mask_rcnn_convnext_t_3x.py')
+                 'like configs/mask_rcnn_convnext_t.py')
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)
     adapt_to_device(cfg, distributed=False, cuda=device.type == 'cuda')

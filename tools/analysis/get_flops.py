@@ -37,7 +37,7 @@ if REPO_ROOT not in sys.path:
 from mmengine.analysis import FlopAnalyzer, parameter_count  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from convnext_backbone.runtime import build_model_without_weights  # noqa
+from tools.lib.models import build_model_without_weights  # noqa: E402
 
 DET_SHAPE = (1280, 800)
 NUM_PROPOSALS = 1000
@@ -151,7 +151,7 @@ def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        from convnext_backbone.runtime import merge_cfg_options
+        from tools.lib.cfg_options import merge_cfg_options
         merge_cfg_options(cfg, args.cfg_options)
     shape = None
     if args.shape:

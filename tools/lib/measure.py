@@ -115,7 +115,7 @@ def onednn_matmul_step(size: int = 2048) -> Optional[Callable[[], object]]:
     machine has (MKL takes slower code paths on non-Intel CPUs), so both
     rates are worth reporting.
     """
-    from .convnext import onednn_fusion_available
+    from convnext_backbone.blocks import onednn_fusion_available
     if not onednn_fusion_available():
         return None
     a, b = torch.randn(size, size), torch.randn(size, size)

@@ -424,7 +424,7 @@ def _write_json(path: str, obj: dict) -> None:
 def _meta(kind: str, seed: int, num_train: int, num_val: int,
           img_size: Tuple[int, int]) -> dict:
     return dict(
-        generator='convnext_backbone.toy_data',
+        generator='tools/lib/toy_data.py',
         kind=kind,
         version=_FORMAT_VERSION,
         seed=int(seed),
@@ -529,8 +529,7 @@ def generate_toy_coco(out_dir: str,
     Returns:
         dict: Summary with the paths (see :func:`toy_coco_paths`), ``root``,
         ``classes``, ``img_size``, ``num_train``/``num_val`` (images),
-        ``num_train_instances``/``num_val_instances`` and ``skipped``
-        (always False here).
+        ``num_train_instances``/``num_val_instances``.
     """
     h, w = _parse_img_size(img_size)
     _check_counts(seed, num_train, num_val)
@@ -544,7 +543,6 @@ def generate_toy_coco(out_dir: str,
         root=out_dir,
         classes=TOY_DET_CLASSES,
         img_size=(h, w),
-        skipped=False,
         **{
             k: v
             for k, v in paths.items() if k != 'meta_file'
@@ -625,8 +623,7 @@ def generate_toy_ade(out_dir: str,
     Returns:
         dict: Summary with the paths (see :func:`toy_ade_paths`), ``root``,
         ``classes``, ``img_size``, ``num_train``/``num_val``,
-        ``ignore_fraction`` (share of label-0 pixels) and ``skipped``
-        (always False here).
+        ``ignore_fraction`` (share of label-0 pixels).
     """
     h, w = _parse_img_size(img_size)
     _check_counts(seed, num_train, num_val)
@@ -635,7 +632,6 @@ def generate_toy_ade(out_dir: str,
         root=out_dir,
         classes=TOY_SEG_CLASSES,
         img_size=(h, w),
-        skipped=False,
         **{
             k: v
             for k, v in paths.items() if k != 'meta_file'
@@ -729,9 +725,9 @@ def generate_toy_data(root: str = DEFAULT_ROOT,
 
     Returns:
         dict: ``{'coco': summary, 'ade': summary}`` for the requested sets
-        (see :func:`generate_toy_coco` and :func:`generate_toy_ade`);
-        a skipped set's summary has ``skipped=True`` and only paths,
-        classes, img_size and image counts.
+        (see :func:`generate_toy_coco` and :func:`generate_toy_ade`) with
+        ``skipped``: whether it already existed. A skipped set's summary
+        has only paths, classes, img_size and image counts.
     """
     size = _parse_img_size(img_size)
     _check_counts(seed, num_train, num_val)
@@ -764,10 +760,8 @@ def generate_toy_data(root: str = DEFAULT_ROOT,
             logger.warning(
                 'Toy %s set at %s was generated with other parameters or '
                 'is incomplete; regenerating it', kind, out_dir)
-        results[kind] = generate(
-            out_dir,
-            seed=seed,
-            num_train=num_train,
-            num_val=num_val,
-            img_size=size)
+        results[kind] = dict(
+            generate(out_dir, seed=seed, num_train=num_train,
+                     num_val=num_val, img_size=size),
+            skipped=False)
     return results

@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 
-from .convnext import ConvNeXtBlock
-from .presets import NUM_STAGES, resolve_arch
+from convnext_backbone.blocks import ConvNeXtBlock
+from convnext_backbone.presets import NUM_STAGES, resolve_arch
 
 
 class ChannelsFirstLayerNorm(nn.Module):
