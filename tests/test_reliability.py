@@ -177,3 +177,20 @@ def test_dist_train_toy_segmentor_syncbn_config(
                         free_port, options)
     assert re.search(r'Iter\(train\) \[3/3\]', log)
     assert 'SyncBN' in log  # the CPU fallback is said, not silent
+
+
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2,
+    reason=f'needs 2 GPUs, {torch.cuda.device_count()} visible: the GPU '
+    'variant of the 2-process run (nccl, SyncBN kept)')
+def test_dist_train_toy_segmentor_on_two_gpus(toy_ade, weights_hash_hook,
+                                               free_port, tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable,
+               CUDA_VISIBLE_DEVICES='0,1', OMP_NUM_THREADS='1')
+    options = data_options(toy_ade, coco=False) + [
+        'train_cfg.max_iters=3', 'train_cfg.val_interval=3',
+        'train_dataloader.batch_size=2', 'default_hooks.logger.interval=1']
+    log, _ = dist_train(TOY_SEG, str(tmp_path / 'dist'), weights_hash_hook,
+                        env, free_port, options)
+    assert re.search(r'Iter\(train\) \[3/3\]', log)
+    assert 'SyncBN -> BN' not in log  # several GPUs keep SyncBN

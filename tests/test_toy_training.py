@@ -8,7 +8,7 @@ import pytest
 
 from tools import demo
 from tools.lib.toy_data import (generate_toy_ade, generate_toy_coco,
-                                toy_cfg_options)
+                                toy_cfg_options, toy_coco_paths)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -26,26 +26,34 @@ def assert_loss_went_down(work_dir: str, factor: float) -> None:
 
 
 def test_toy_detector_learns_and_evaluates(tmp_path):
+    """50 iterations cannot generalise, but they fit the 8 training images:
+    tested on them, the detector finds what the untrained one cannot."""
     root = str(tmp_path / 'toy_coco')
-    generate_toy_coco(root, seed=1, num_train=16, num_val=4,
+    generate_toy_coco(root, seed=1, num_train=8, num_val=4,
                       img_size=IMG_SIZE)
     options = toy_cfg_options(root, coco=True)
     options.update({
-        'train_cfg.max_epochs': 6, 'train_cfg.val_interval': 6,
+        'train_cfg.max_epochs': 25, 'train_cfg.val_interval': 25,
         'default_hooks.logger.interval': 2,
         # an untrained model's scores are low: keep every prediction
         'model.test_cfg.rcnn.score_thr': 0.0,
+        'test_dataloader.dataset.ann_file': 'annotations/instances_train.json',
+        'test_dataloader.dataset.data_prefix.img': 'train/',
+        'test_evaluator.ann_file': toy_coco_paths(root)['train_ann_file'],
     })
     work_dir = str(tmp_path / 'det')
     metrics = demo.train_and_test(demo.TASKS['det']['config'], work_dir,
                                   cfg_options=options,
                                   show_dir=str(tmp_path / 'det_vis'))
     assert_loss_went_down(work_dir, 0.8)
-    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'):
-        assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
+    # Measured (2-core CPU, 2026-11-22): the untrained model (lr 0) scores
+    # bbox AP50 0.004 / mask AP 0.000 on these images, the trained one
+    # 0.135 / 0.052.
+    assert metrics['coco/bbox_mAP_50'] > 0.05, metrics
+    assert metrics['coco/segm_mAP'] > 0.01, metrics
     assert osp.isfile(osp.join(work_dir, 'metrics.json'))
     drawn = sorted(p.name for p in (tmp_path / 'det_vis').iterdir())
-    assert len(drawn) == 4 and drawn[0].endswith('.jpg')
+    assert len(drawn) == 8 and drawn[0].endswith('.jpg')
 
 
 def test_toy_segmentor_learns_and_evaluates(tmp_path):
@@ -70,8 +78,10 @@ def test_toy_segmentor_learns_and_evaluates(tmp_path):
                                   cfg_options=options,
                                   show_dir=str(tmp_path / 'seg_vis'))
     assert_loss_went_down(work_dir, 0.9)
-    # mmseg reports percentages
-    assert 0.0 <= metrics['mIoU'] <= 100.0 and metrics['aAcc'] > 50.0
+    # mmseg reports percentages. Measured (2-core CPU, 2026-11-22): the
+    # untrained model (lr 0) scores aAcc 41.2 / mIoU 9.5 on these images,
+    # the trained one 90.7 / 21.3.
+    assert metrics['aAcc'] > 80.0 and metrics['mIoU'] > 15.0, metrics
     assert osp.isfile(osp.join(work_dir, 'metrics.json'))
     drawn = list((tmp_path / 'seg_vis').rglob('*.png'))
     assert len(drawn) == 4

@@ -7,7 +7,6 @@ The metrics are logged by mmengine (``<work_dir>/<timestamp>/``) and written
 to ``<work_dir>/metrics.json``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -16,8 +15,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
+from tools.lib.cli import add_launch_args, export_local_rank  # noqa: E402
 from tools.lib.errors import ConfigPrepareError  # noqa: E402
 from tools.lib.prepare import prepare_test_cfg  # noqa: E402
 from tools.lib.runner import build_runner, dump_metrics  # noqa: E402
@@ -44,23 +44,9 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='test-time augmentation as the config defines it (ADE20K '
         'configs: ratios 0.5-1.75 with flip)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, key=value (e.g. '
-        'test_dataloader.dataset.data_root=/data/coco/ or key="[a,b]" '
-        'for lists); the top-level key must exist in the config')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launch_args(parser, 'test')
     args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 

@@ -8,7 +8,6 @@ Runner does the work. Without CUDA the same config runs in fp32 with gloo and
 BN (see :func:`tools.lib.device.adapt_to_device`).
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -17,8 +16,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
+from tools.lib.cli import add_launch_args, export_local_rank  # noqa: E402
 from tools.lib.errors import ConfigPrepareError  # noqa: E402
 from tools.lib.prepare import prepare_train_cfg  # noqa: E402
 from tools.lib.runner import build_runner  # noqa: E402
@@ -47,23 +47,9 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='scale the lrs linearly from auto_scale_lr.base_batch_size (16 '
         'in the paper configs) to GPUs x batch_size')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, key=value (e.g. '
-        'train_dataloader.dataset.data_root=/data/coco/ or key="[a,b]" '
-        'for lists); the top-level key must exist in the config')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0).
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launch_args(parser, 'train')
     args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 

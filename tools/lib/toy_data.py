@@ -475,7 +475,7 @@ def toy_cfg_options(out_dir: str, coco: bool) -> Dict[str, str]:
     Returns:
         dict[str, str]: Dotted config keys and values, as ``tools/train.py
         --cfg-options`` takes them (``key=value``) or
-        ``runtime.prepare_train_cfg(cfg_options=...)``.
+        ``tools.lib.prepare.prepare_train_cfg(cfg_options=...)``.
     """
     root = osp.join(out_dir, '')  # data_root ends with a separator
     options = {f'{split}_dataloader.dataset.data_root': root
