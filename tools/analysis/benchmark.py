@@ -28,11 +28,15 @@ Prints markdown tables; ``--json PATH`` also writes every figure. Figures
 are defined in :mod:`tools.lib.measure`.
 """
 import argparse
+import contextlib
+import copy
+import importlib
 import json
 import os.path as osp
+import re
 import sys
 import traceback
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 from mmengine.config import DictAction
@@ -41,12 +45,13 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from convnext_backbone import ConvNeXt  # noqa: E402
+from convnext_backbone import ConvNeXt, convert_to_convnext  # noqa: E402
 from convnext_backbone.presets import resolve_arch  # noqa: E402
 from tools.lib.cfg_walk import iter_dicts  # noqa: E402
 from tools.lib.measure import (  # noqa: E402
-    count_flops, interleaved_times, machine_info, matmul_flops, matmul_step,
-    median, onednn_matmul_step, peak_step_memory, time_step)
+    copy_step, count_flops, default_copy_bytes, default_matmul_size, fraction,
+    interleaved_times, limit_rates, limit_seconds, limit_steps, machine_info,
+    max_relative_error, median, peak_step_memory)
 from tools.lib.reference import ReferenceConvNeXt  # noqa: E402
 
 PRECISIONS = {
@@ -81,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='torch CPU threads (default: torch\'s choice)')
     common.add_argument('--json', metavar='PATH',
                         help='also write every figure to this JSON file')
+    common.add_argument('--copy-mib', type=int,
+                        help='size of the copy_ that measures the memory '
+                        'bandwidth (default: 1024 on CUDA, 256 on CPU)')
 
     bb = sub.add_parser('backbone', parents=[common],
                         help='ConvNeXt vs the reference formulation')
@@ -102,7 +110,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                     metavar='on|off', help='torch.compile the model')
     bb.add_argument('--impls', nargs='+', choices=('convnext', 'reference'),
                     default=('convnext', 'reference'))
-    bb.add_argument('--matmul-size', type=int, default=2048)
+    bb.add_argument('--peers', nargs='+', choices=tuple(PEERS), default=(),
+                    help='also time these implementations of the same '
+                    'backbone, each first checked to give the same features '
+                    'from the same weights')
+    bb.add_argument('--matmul-size', type=int,
+                    help='side of the torch.mm limit (default: 8192 on '
+                    'CUDA, 2048 on CPU)')
 
     norm = sub.add_parser('layernorm', parents=[common],
                           help='LayerNorm over channels: the formulations')
@@ -127,6 +141,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                        default=('infer', 'train'))
     model.add_argument('--cfg-options', nargs='+', action=DictAction,
                        help='override config entries, key=value')
+    model.add_argument('--peers', nargs='+', choices=tuple(PEERS),
+                       default=(),
+                       help='mmpretrain: also time the config with '
+                       "mmpretrain's ConvNeXt as its backbone, the same "
+                       'weights in both')
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         parser.error(f'--iters {args.iters} / --warmup {args.warmup}: need '
@@ -141,7 +160,18 @@ def _device(name: str) -> torch.device:
                  '--device cpu')
     if device.type not in ('cpu', 'cuda'):
         sys.exit(f'error: --device {name}: use cpu or cuda[:i]')
+    if device.type == 'cuda':
+        prepare_cuda(device)
     return device
+
+
+def prepare_cuda(device: torch.device, backends=torch.backends,
+                 cuda=torch.cuda) -> None:
+    """Make ``device`` current (CUDA events record on its stream) and let
+    cuDNN pick the fastest algorithm per shape (each step's shapes repeat,
+    and the warm-up pays for the search)."""
+    cuda.set_device(device)
+    backends.cudnn.benchmark = True
 
 
 def _describe(machine: Dict[str, object]) -> str:
@@ -156,6 +186,185 @@ def _print_table(header: List[str], rows: List[List[str]]) -> None:
         print('| ' + ' | '.join(row) + ' |')
 
 
+# ------------------------------------------------------------------- peers
+# Other implementations of the same backbone, timed beside this package's
+# once their features are checked equal to its own from the same weights.
+PEER_TOLERANCE = 1e-4  # max relative error of a feature map in fp32
+
+
+class Peer(NamedTuple):
+    """How to get one peer's backbone.
+
+    ``module`` is imported to tell whether the peer is installed;
+    ``build(arch, with_cp)`` returns its four-stage feature extractor;
+    ``output_norms`` says whether its features end with a LayerNorm of their
+    own (else the check applies this ConvNeXt's ``norm{i}`` to them, which
+    the timed peer then does without).
+    """
+    module: str
+    build: Callable[[str, bool], torch.nn.Module]
+    output_norms: bool
+    describe: str
+
+
+def _build_timm(arch: str, with_cp: bool) -> torch.nn.Module:
+    import timm
+    model = timm.create_model(
+        f'convnext_{arch}', pretrained=False, features_only=True,
+        out_indices=(0, 1, 2, 3), ls_init_value=1.0)
+    if with_cp:
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def _build_mmpretrain(arch: str, with_cp: bool) -> torch.nn.Module:
+    from mmpretrain.models import ConvNeXt as MMPretrainConvNeXt
+    return MMPretrainConvNeXt(
+        arch=arch, out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
+        layer_scale_init_value=1.0, with_cp=with_cp)
+
+
+PEERS: Dict[str, Peer] = {
+    'timm': Peer('timm', _build_timm, False,
+                 "timm.create_model('convnext_<arch>', features_only=True)"),
+    'mmpretrain': Peer(
+        'mmpretrain.models', _build_mmpretrain, True,
+        'mmpretrain.models.ConvNeXt(gap_before_final_norm=False)'),
+}
+
+
+def peer_unavailable(name: str) -> Optional[str]:
+    """None if the peer imports here, else a one-line reason."""
+    try:
+        importlib.import_module(PEERS[name].module)
+    except Exception as exc:  # ImportError, or a version check at import
+        reason = f'{type(exc).__name__}: {str(exc).splitlines()[0]}'
+        if 'torchvision' in reason:
+            reason = ('needs torchvision, which does not import beside this '
+                      f'torch ({reason})')
+        return f'{name} not importable: {reason}'
+    return None
+
+
+def build_peer(name: str, arch: str, with_cp: bool = False,
+               seed: int = 0) -> torch.nn.Module:
+    """The peer's backbone with random weights, the same for a seed: its
+    own init, every 1-D tensor (norm affine, biases, layer scale) then
+    shifted by noise so that none is an identity and the equality check
+    sees every tensor."""
+    torch.manual_seed(seed)
+    model = PEERS[name].build(arch, with_cp)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.ndim == 1:
+                param.add_(torch.randn(param.shape, generator=gen) * 0.1)
+    return model
+
+
+def peer_weights(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """A peer's state dict under this ConvNeXt's names."""
+    # timm's features_only model flattens the classifier's Sequentials
+    # (stem.0 -> stem_0, stages.1 -> stages_1); convert_to_convnext knows
+    # the classifier's names.
+    state_dict = {
+        re.sub(r'^(stem|stages)_(\d+)\.', r'\1.\2.', key): value
+        for key, value in model.state_dict().items()
+    }
+    converted = convert_to_convnext(state_dict)
+    # timm's atto..nano (conv_mlp=True) hold the pointwise layers as 1x1
+    # convolutions: the same matrices with two trailing unit dimensions.
+    return {
+        key: (value.flatten(1) if re.search(r'\.pwconv[12]\.weight$', key)
+              and value.ndim == 4 else value)
+        for key, value in converted.items()
+    }
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """fp32 matmuls and convolutions in full fp32 (CUDA's cuDNN uses TF32
+    by default), for comparing outputs."""
+    saved = (torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = saved
+
+
+def peer_feature_errors(ours: torch.nn.Module, peer: torch.nn.Module,
+                        x: torch.Tensor,
+                        output_norms: bool) -> List[float]:
+    """Max relative error of each of ``ours``' features vs the peer's
+    (fp32, eval mode, no TF32). Without ``output_norms`` the peer's
+    features go through ``ours``' ``norm{i}`` first."""
+    ours.eval()
+    peer.eval()
+    with torch.no_grad(), _no_tf32():
+        actual = ours(x)
+        expected = peer(x)
+        if not output_norms:
+            expected = [getattr(ours, f'norm{i}')(feature)
+                        for i, feature in enumerate(expected)]
+    if len(actual) != len(expected):
+        raise ValueError(f'{len(expected)} outputs, this ConvNeXt has '
+                         f'{len(actual)}')
+    return [max_relative_error(a, e) for a, e in zip(actual, expected)]
+
+
+def check_peer(name: str, arch: str, shape, device: torch.device
+               ) -> Dict[str, object]:
+    """Whether the peer computes what this ConvNeXt does: its random
+    weights converted with ``convert_to_convnext`` into a ConvNeXt, the
+    features of both compared on two random images.
+
+    Returns:
+        dict: ``status`` ('ok', 'refused' or 'unavailable'), ``note`` (one
+        line) and, where compared, ``max_relative_errors``.
+    """
+    reason = peer_unavailable(name)
+    if reason is not None:
+        return dict(status='unavailable', note=f'{reason}; not timed')
+    peer = build_peer(name, arch).to(device)
+    ours = ConvNeXt(arch)
+    try:
+        missing, unexpected = ours.load_state_dict(peer_weights(peer),
+                                                   strict=False)
+    except RuntimeError as exc:  # shapes differ
+        return dict(status='refused', note=(
+            f'{name} refused: its weights do not fit ConvNeXt-{arch} '
+            f'({str(exc).splitlines()[1].strip()}); not timed'))
+    # Without output norms of its own the peer leaves ours' norm{i} as
+    # they are: the check applies them to both.
+    missing = [k for k in missing
+               if PEERS[name].output_norms or not re.match(r'norm\d\.', k)]
+    if missing or unexpected:
+        return dict(status='refused', note=(
+            f'{name} refused: its weights do not map onto ConvNeXt-{arch} '
+            f'(missing {missing[:3]}, unexpected {unexpected[:3]}); not '
+            'timed'))
+    x = torch.randn(2, 3, *shape, device=device)
+    errors = peer_feature_errors(ours.to(device), peer, x,
+                                 PEERS[name].output_norms)
+    worst = max(errors)
+    if not worst <= PEER_TOLERANCE:  # NaN too
+        return dict(status='refused', max_relative_errors=errors, note=(
+            f'{name} refused: its features differ from this ConvNeXt\'s '
+            f'from the same weights (max relative error {worst:.1e} > '
+            f'{PEER_TOLERANCE:.0e}); not timed'))
+    norms = ('' if PEERS[name].output_norms else
+             ' after this ConvNeXt\'s output LayerNorms, which the timed '
+             'peer does without')
+    return dict(status='ok', max_relative_errors=errors, note=(
+        f'{name} ({PEERS[name].describe}): features equal this ConvNeXt\'s '
+        f'from the same weights{norms} (max relative error {worst:.1e}, '
+        'fp32); timed'))
+
+
 # ------------------------------------------------------------------ backbone
 def _build_backbone(impl: str, arch: str, with_cp: bool, channels_last: bool,
                     state_dict: Dict[str, torch.Tensor],
@@ -164,10 +373,13 @@ def _build_backbone(impl: str, arch: str, with_cp: bool, channels_last: bool,
         model = ConvNeXt(arch, with_cp=with_cp, channels_last=channels_last)
         model.load_state_dict(state_dict, strict=False)
         return model.to(device)
-    # The reference gets what a user of the official code would do: the
+    # The reference and the peers get what a user of them would do: the
     # model and the input converted to channels-last.
-    model = ReferenceConvNeXt(arch, with_cp=with_cp)
-    model.load_state_dict(state_dict)
+    if impl == 'reference':
+        model = ReferenceConvNeXt(arch, with_cp=with_cp)
+        model.load_state_dict(state_dict)
+    else:
+        model = build_peer(impl, arch, with_cp)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -222,6 +434,8 @@ def run_backbone(args) -> Dict[str, object]:
         resolve_arch(args.arch)
     except ValueError as exc:
         sys.exit(f'error: --arch: {exc}')
+    peers = {name: check_peer(name, args.arch, args.shape, device)
+             for name in args.peers}
     torch.manual_seed(0)
     # One set of weights for both formulations (layer scale 1 so that every
     # branch matters, as after training).
@@ -245,6 +459,8 @@ def run_backbone(args) -> Dict[str, object]:
              for mode in args.modes}
     del ref, x
 
+    impls = list(args.impls) + [name for name, peer in peers.items()
+                                if peer['status'] == 'ok']
     rows, steps = [], {}
     for mode in args.modes:
         for precision in args.precisions:
@@ -252,28 +468,29 @@ def run_backbone(args) -> Dict[str, object]:
                 for with_cp in (args.with_cp if mode == 'train' else
                                 (False, )):
                     for compiled in args.compile:
-                        for impl in args.impls:
+                        for impl in impls:
                             row, step = _backbone_case(
                                 args, device, impl, mode, precision,
                                 channels_last, with_cp, compiled, state_dict)
                             if step is not None:
                                 steps[len(rows)] = step
                             rows.append(row)
-    # The machine's matmul rates, timed in the same rounds as the models.
-    precisions = ['fp32'] + [p for p in args.precisions if p != 'fp32']
-    for precision in precisions:
-        steps[f'mm-{precision}'] = matmul_step(device, PRECISIONS[precision],
-                                               args.matmul_size)
-    onednn_step = onednn_matmul_step(args.matmul_size) \
-        if device.type == 'cpu' else None
-    if onednn_step is not None:
-        steps['mm-onednn'] = onednn_step
+    # The device's limits, timed in the same rounds as the models.
+    limit_precisions = (tuple(PRECISIONS) if device.type == 'cuda' else
+                        ['fp32'] + [p for p in args.precisions
+                                    if p != 'fp32'])
+    matmul_size = args.matmul_size or default_matmul_size(device)
+    copy_bytes = (args.copy_mib * MiB if args.copy_mib else
+                  default_copy_bytes(device))
+    limit = list(limit_steps(
+        device, {p: PRECISIONS[p] for p in limit_precisions}, matmul_size,
+        copy_bytes).items())
+    steps.update(limit)
     times = interleaved_times(steps, device, args.iters, args.warmup)
-    mm_flops = matmul_flops(args.matmul_size)
-    rates = {p: mm_flops / median(times[f'mm-{p}']) / 1e9
-             for p in precisions}
-    onednn = (mm_flops / median(times['mm-onednn']) / 1e9
-              if onednn_step is not None else None)
+    limits = limit_rates({k: times[k] for k, _ in limit}, device,
+                         matmul_size, copy_bytes)
+    rates = limits['matmul_gflops']
+    onednn = limits['onednn_fp32_matmul_gflops']
     for index, row in enumerate(rows):
         if index not in steps:
             continue
@@ -281,25 +498,27 @@ def run_backbone(args) -> Dict[str, object]:
         row['latency_ms'] = seconds * 1e3
         row['img_per_s'] = args.batch / seconds
         row['gflops'] = flops[row['mode']] / seconds / 1e9
-        row['matmul_fraction'] = row['gflops'] / rates[row['precision']]
+        row['matmul_fraction'] = fraction(row['gflops'],
+                                          rates[row['precision']])
         if onednn is not None:
-            row['onednn_fraction'] = row['gflops'] / onednn
+            row['onednn_fraction'] = fraction(row['gflops'], onednn)
         row['peak_mb'] = peak_step_memory(steps[index], device) / MiB
     _add_ratios(rows)
     machine = machine_info(device)
     machine['matmul_gflops'] = rates
     machine['onednn_fp32_matmul_gflops'] = onednn
+    machine['copy_gb_per_s'] = limits['copy_gb_per_s']
+    machine['limits'] = limits
 
     print(f"{_describe(machine)}; ConvNeXt-{args.arch}, input "
           f'{args.batch}x3x{args.shape[0]}x{args.shape[1]}; median of '
           f'{args.iters} interleaved rounds')
-    print('matmul rate (torch.mm, {0}x{0}): '.format(args.matmul_size) +
-          ', '.join(f'{p} {r:.1f} GFLOP/s' for p, r in rates.items()) +
-          (f'; oneDNN fp32 GEMM {onednn:.1f} GFLOP/s'
-           if onednn is not None else ''))
+    print(_describe_limits(limits))
     print('FLOPs per step: ' + ', '.join(
         f'{mode} {value / 1e9:.2f} G' for mode, value in flops.items()) +
         (' (train = 3x forward)' if 'train' in flops else ''))
+    for peer in peers.values():
+        print('peer ' + peer['note'])
     print()
     header = ['impl', 'mode', 'precision', 'channels_last', 'with_cp',
               'compile', 'latency ms', 'img/s', 'GFLOP/s', 'of matmul',
@@ -318,10 +537,10 @@ def run_backbone(args) -> Dict[str, object]:
             continue
         figures = [
             f"{row['latency_ms']:.1f}", f"{row['img_per_s']:.1f}",
-            f"{row['gflops']:.1f}", f"{row['matmul_fraction']:.0%}"
+            f"{row['gflops']:.1f}", _percent(row['matmul_fraction'])
         ]
         if onednn is not None:
-            figures.append(f"{row['onednn_fraction']:.0%}")
+            figures.append(_percent(row['onednn_fraction']))
         figures.append(f"{row['peak_mb']:.0f}")
         figures += [
             f'{row[k]:.2f}x' if k in row else '-'
@@ -330,12 +549,32 @@ def run_backbone(args) -> Dict[str, object]:
         table.append(flags + figures)
     _print_table(header, table)
     return dict(machine=machine, arch=args.arch, batch=args.batch,
-                shape=list(args.shape), flops=flops, rows=rows)
+                shape=list(args.shape), flops=flops, peers=peers, rows=rows)
+
+
+def _percent(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.0%}'
+
+
+def _describe_limits(limits: Dict[str, object]) -> str:
+    """One line: the matmul rates, oneDNN's GEMM and the copy bandwidth."""
+    size = limits['matmul_size']
+    line = (f'matmul rate (torch.mm, {size}x{size}, {limits["statistic"]} '
+            'of the rounds): ' + ', '.join(
+                f'{p} {r:.1f} GFLOP/s'
+                for p, r in limits['matmul_gflops'].items()))
+    if limits['onednn_fp32_matmul_gflops'] is not None:
+        line += (f'; oneDNN fp32 GEMM '
+                 f'{limits["onednn_fp32_matmul_gflops"]:.1f} GFLOP/s')
+    return line + (f'; copy bandwidth (copy_ of {limits["copy_bytes"] // MiB}'
+                   f' MiB, read + written) {limits["copy_gb_per_s"]:.1f} '
+                   'GB/s')
 
 
 def _add_ratios(rows: List[Dict[str, object]]) -> None:
-    """speed_vs_ref = reference latency / ours (> 1: faster); memory_vs_ref
-    = our peak / the reference's (< 1: less), for rows with a twin."""
+    """speed_vs_ref = reference latency / the row's (> 1: faster);
+    memory_vs_ref = the row's peak / the reference's (< 1: less), for every
+    row but the reference's that has a reference twin."""
     keys = ('mode', 'precision', 'channels_last', 'with_cp', 'compile')
     refs = {
         tuple(row[k] for k in keys): row
@@ -343,7 +582,7 @@ def _add_ratios(rows: List[Dict[str, object]]) -> None:
     }
     for row in rows:
         ref = refs.get(tuple(row[k] for k in keys))
-        if row['impl'] != 'convnext' or ref is None or 'error' in row:
+        if row['impl'] == 'reference' or ref is None or 'error' in row:
             continue
         row['speed_vs_ref'] = ref['latency_ms'] / row['latency_ms']
         if ref['peak_mb'] > 0:
@@ -397,7 +636,14 @@ def run_layernorm(args) -> Dict[str, object]:
 
             steps[len(rows)] = step
             rows.append(dict(variant=name, mode=mode, max_abs_error=error))
+    # The device's copy bandwidth, timed in the same rounds: the limit of a
+    # formulation that moves each byte once.
+    copy_bytes = (args.copy_mib * MiB if args.copy_mib else
+                  default_copy_bytes(device))
+    steps['copy'] = copy_step(device, copy_bytes)
     times = interleaved_times(steps, device, args.iters, args.warmup)
+    copy_gb_per_s = 2 * copy_bytes / limit_seconds(times['copy'],
+                                                   device) / 1e9
     # bytes that must move: read x, write y (train: + read dy, write dx)
     for index, row in enumerate(rows):
         seconds = median(times[index])
@@ -405,17 +651,23 @@ def run_layernorm(args) -> Dict[str, object]:
                                                 else 4)
         row['latency_us'] = seconds * 1e6
         row['gb_per_s'] = moved / seconds / 1e9
+        row['copy_fraction'] = fraction(row['gb_per_s'], copy_gb_per_s)
     for row in rows:
         base = next(r for r in rows if r['mode'] == row['mode'])
         row['speed_vs_hand_nchw'] = base['latency_us'] / row['latency_us']
     machine = machine_info(device)
+    machine['copy_gb_per_s'] = copy_gb_per_s
     print(f"{_describe(machine)}; LayerNorm over C of "
           f'{n}x{c}x{h}x{w}, median of {args.iters} interleaved rounds')
+    print(f'copy bandwidth (copy_ of {copy_bytes // MiB} MiB, read + '
+          f'written, {"best" if device.type == "cuda" else "median"} of the '
+          f'rounds): {copy_gb_per_s:.1f} GB/s')
     _print_table(
-        ['variant', 'mode', 'latency us', 'GB/s', 'speed vs hand NCHW',
-         'max abs error vs fp64'],
+        ['variant', 'mode', 'latency us', 'GB/s', 'of copy',
+         'speed vs hand NCHW', 'max abs error vs fp64'],
         [[r['variant'], r['mode'], f"{r['latency_us']:.0f}",
-          f"{r['gb_per_s']:.1f}", f"{r['speed_vs_hand_nchw']:.2f}x",
+          f"{r['gb_per_s']:.1f}", _percent(r['copy_fraction']),
+          f"{r['speed_vs_hand_nchw']:.2f}x",
           f"{r['max_abs_error']:.1e}"] for r in rows])
     return dict(machine=machine, shape=list(args.shape), rows=rows)
 
@@ -464,6 +716,86 @@ def _default_model_shape(cfg) -> tuple:
     return tuple(crop)
 
 
+def mmpretrain_peer_cfg(cfg):
+    """A copy of the config with mmpretrain's ConvNeXt as its backbone
+    (``gap_before_final_norm=False``, as mmdet's and mmseg's own ConvNeXt
+    configs use it) and mmdet's / mmseg's own
+    ``LearningRateDecayOptimizerConstructor``, which knows mmpretrain's
+    parameter names, with the same decay."""
+    from convnext_backbone.layer_decay import infer_num_layers
+    from convnext_backbone.presets import ARCH_ALIASES
+    peer = copy.deepcopy(cfg)
+    ours = cfg.model.backbone
+    arch = ours.get('arch', 'tiny')
+    settings = resolve_arch(arch)
+    if isinstance(arch, str):
+        arch = ARCH_ALIASES.get(arch.lower(), arch.lower())
+    else:  # mmpretrain names the widths 'channels'
+        arch = dict(depths=list(settings['depths']),
+                    channels=list(settings['dims']))
+    peer.model.backbone = dict(
+        type='mmpretrain.ConvNeXt', arch=arch,
+        out_indices=tuple(ours.get('out_indices', (0, 1, 2, 3))),
+        drop_path_rate=ours.get('drop_path_rate', 0.),
+        layer_scale_init_value=ours.get('layer_scale_init_value', 1e-6),
+        frozen_stages=max(ours.get('frozen_stages', -1), 0),
+        with_cp=ours.get('with_cp', False), gap_before_final_norm=False,
+        init_cfg=None)
+    optim_wrapper = peer.get('optim_wrapper', {})
+    if optim_wrapper.get('constructor') == \
+            'ConvNeXtLayerDecayOptimizerConstructor':
+        optim_wrapper.constructor = 'LearningRateDecayOptimizerConstructor'
+        paramwise = optim_wrapper.paramwise_cfg
+        paramwise.setdefault('decay_type', 'layer_wise')
+        paramwise.setdefault('num_layers',
+                             infer_num_layers(settings['depths']))
+    return peer
+
+
+def _share_weights(peer: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Give ``model`` the peer's weights: its backbone's converted with
+    ``convert_to_convnext``, the rest (same module names) as they are, so
+    that both compute the same (a detector's inference time depends on
+    its weights: how many boxes it keeps)."""
+    state_dict = {key: value for key, value in peer.state_dict().items()
+                  if not key.startswith('backbone.')}
+    state_dict.update({f'backbone.{key}': value for key, value in
+                       peer_weights(peer.backbone).items()})
+    model.load_state_dict(state_dict)
+
+
+def _model_peer(cfg, model, shape, device, build) -> Dict[str, object]:
+    """mmpretrain's backbone in the config's model, the same weights in
+    both models and their backbones' features compared; like
+    :func:`check_peer`, plus ``model`` where timed."""
+    reason = peer_unavailable('mmpretrain')
+    if reason is not None:
+        return dict(status='unavailable', note=f'{reason}; not timed')
+    peer = build(mmpretrain_peer_cfg(cfg)).to(device)
+    peer.init_weights()
+    try:
+        _share_weights(peer, model)
+    except RuntimeError as exc:
+        return dict(status='refused', note=(
+            'mmpretrain refused: its weights do not map onto this model '
+            f'({str(exc).splitlines()[1].strip()}); not timed'))
+    x = torch.randn(1, 3, *shape, device=device)
+    errors = peer_feature_errors(model.backbone, peer.backbone, x,
+                                 output_norms=True)
+    worst = max(errors)
+    if not worst <= PEER_TOLERANCE:
+        return dict(status='refused', max_relative_errors=errors, note=(
+            'mmpretrain refused: its backbone\'s features differ from this '
+            f'ConvNeXt\'s from the same weights (max relative error '
+            f'{worst:.1e} > {PEER_TOLERANCE:.0e}); not timed'))
+    return dict(status='ok', max_relative_errors=errors, model=peer, note=(
+        'mmpretrain (the config with backbone mmpretrain.ConvNeXt, '
+        'gap_before_final_norm=False, and its scope\'s '
+        'LearningRateDecayOptimizerConstructor): the same weights in both '
+        'models, backbone features equal (max relative error '
+        f'{worst:.1e}, fp32); timed'))
+
+
 def run_model(args) -> Dict[str, object]:
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
@@ -476,6 +808,10 @@ def run_model(args) -> Dict[str, object]:
     if not osp.isfile(args.config):
         sys.exit(f'error: config {args.config!r} does not exist; pass a path '
                  'like configs/mask_rcnn_convnext_t.py')
+    if set(args.peers) - {'mmpretrain'}:
+        sys.exit('error: --peers timm: the model mode swaps the config\'s '
+                 'backbone for another mmdet/mmseg backbone, and timm\'s '
+                 'features_only model is not one; use --peers mmpretrain')
     cfg = Config.fromfile(args.config)
     merge_cfg_options(cfg, args.cfg_options)
     adapt_to_device(cfg, distributed=False, cuda=device.type == 'cuda')
@@ -494,46 +830,73 @@ def run_model(args) -> Dict[str, object]:
                  "more images (UperNet's pooling module batch-normalises 1x1 "
                  'maps); pass --batch 2 or --modes infer')
     num_classes = _first_value(cfg.model.to_dict(), 'num_classes')
+    models = dict(convnext=(model, cfg))
+    peers = {}
+    if args.peers:
+        peer = _model_peer(cfg, model, shape, device,
+                           build_model_without_weights)
+        if 'model' in peer:
+            models['mmpretrain'] = (peer.pop('model'),
+                                    mmpretrain_peer_cfg(cfg))
+        peers['mmpretrain'] = peer
 
     result = dict(config=osp.basename(args.config), scope=scope,
                   shape=list(shape), batch=batches,
                   machine=machine_info(device))
+    figures = {name: {} for name in models}
     if 'infer' in args.modes:
-        model.eval()
         data = synthetic_batch(scope, num_classes, batches['infer'], shape)
+        steps = {}
+        for name, (net, _) in models.items():
+            net.eval()
 
-        def infer():
-            with torch.no_grad():
-                model.test_step(data)
+            def infer(net=net):
+                with torch.no_grad():
+                    net.test_step(data)
 
-        times = time_step(infer, device, args.iters, args.warmup)
-        result['infer_latency_ms'] = median(times) * 1e3
-        result['infer_img_per_s'] = batches['infer'] / median(times)
+            steps[name] = infer
+        times = interleaved_times(steps, device, args.iters, args.warmup)
+        for name in models:
+            figures[name]['infer_latency_ms'] = median(times[name]) * 1e3
+            figures[name]['infer_img_per_s'] = (batches['infer'] /
+                                                median(times[name]))
     if 'train' in args.modes:
-        model.train()
-        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         data = synthetic_batch(scope, num_classes, batches['train'], shape)
+        steps = {}
+        for name, (net, net_cfg) in models.items():
+            net.train()
+            optim_wrapper = build_optim_wrapper(net, net_cfg.optim_wrapper)
 
-        def train():
-            model.train_step(data, optim_wrapper)
+            def train(net=net, optim_wrapper=optim_wrapper):
+                net.train_step(data, optim_wrapper)
 
-        times = time_step(train, device, args.iters, args.warmup)
-        result['train_step_s'] = median(times)
-        result['train_peak_mb'] = peak_step_memory(train, device) / MiB
+            steps[name] = train
+        times = interleaved_times(steps, device, args.iters, args.warmup)
+        for name in models:
+            figures[name]['train_step_s'] = median(times[name])
+            figures[name]['train_peak_mb'] = peak_step_memory(
+                steps[name], device) / MiB
+    result.update(figures['convnext'])
+    for name, peer in peers.items():
+        peer.update(figures.get(name, {}))
+    if peers:
+        result['peers'] = peers
 
     machine = result['machine']
     print(f'{_describe(machine)}; random weights, synthetic data')
+    for peer in peers.values():
+        print('peer ' + peer['note'])
     _print_table(
-        ['config', 'input (H, W)', 'batch (infer/train)', 'infer img/s',
-         'infer latency ms', 'train step s', 'train peak MB'],
-        [[result['config'], f'({shape[0]}, {shape[1]})',
+        ['config', 'backbone', 'input (H, W)', 'batch (infer/train)',
+         'infer img/s', 'infer latency ms', 'train step s', 'train peak MB'],
+        [[result['config'], name, f'({shape[0]}, {shape[1]})',
           f"{batches['infer']}/{batches['train']}"] + [
-            f'{result[k]:{fmt}}' if k in result else '-'
+            f'{values[k]:{fmt}}' if k in values else '-'
             for k, fmt in (('infer_img_per_s', '.2f'),
                            ('infer_latency_ms', '.0f'), ('train_step_s',
                                                          '.2f'),
                            ('train_peak_mb', '.0f'))
-        ]])
+        ] for name, values in figures.items()])
     return result
 
 
