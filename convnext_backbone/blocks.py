@@ -1,8 +1,8 @@
-"""The ConvNeXt block and its fast inference path.
+"""The ConvNeXt V1 and V2 blocks and their fast inference path.
 
-Parameter names follow the official repository (``dwconv``, ``norm``,
-``pwconv1``, ``pwconv2``, ``gamma``), so that official ImageNet files load
-with the fewest renames.
+Parameter names follow the official repositories (``dwconv``, ``norm``,
+``pwconv1``, ``pwconv2``, V1's ``gamma``, V2's ``grn.gamma``/``grn.beta``),
+so that official ImageNet files load with the fewest renames.
 """
 import functools
 from typing import Optional, Tuple
@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
+from .grn import GRN
 from .layernorm import LayerNormLast
 
 
@@ -103,6 +104,11 @@ class ConvNeXtBlock(nn.Module):
                 self._folded = (key, *self._scaled_pwconv2())
         return self._folded[1], self._folded[2]
 
+    def _hidden(self, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """The ``4C`` hidden activations after GELU (NHWC) on their way to
+        ``pwconv2``: unchanged in V1, normalised by GRN in V2."""
+        return y
+
     def _records_autograd(self, x: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters()))
@@ -115,7 +121,7 @@ class ConvNeXtBlock(nn.Module):
                 or torch.jit.is_tracing()
                 or (self.training and isinstance(self.drop_path, DropPath))):
             y = self.dwconv(x).permute(0, 2, 3, 1)  # NHWC view: LN, Linear
-            y = self.act(self.pwconv1(self.norm(y)))
+            y = self._hidden(self.act(self.pwconv1(self.norm(y))), False)
             y = F.linear(y, *self._scaled_pwconv2()).permute(0, 3, 1, 2)
             return x + self.drop_path(y)
         return self._forward_inference(x)
@@ -130,10 +136,42 @@ class ConvNeXtBlock(nn.Module):
             fused = torch.ops.mkldnn._linear_pointwise
             y = fused(y, self.pwconv1.weight, self.pwconv1.bias, 'gelu', [],
                       'none')
+            y = self._hidden(y, True)
             return fused.binary(y, x.permute(0, 2, 3, 1), weight, bias,
                                 'add').permute(0, 3, 1, 2)
-        y = torch.ops.aten.gelu_(self.pwconv1(y))
+        y = self._hidden(torch.ops.aten.gelu_(self.pwconv1(y)), True)
         y = F.linear(y, weight, bias).permute(0, 3, 1, 2)
         # In place only where it keeps the dtype ``x + y`` would give (an
         # fp32 input with an autocast fp16/bf16 branch promotes to fp32).
         return y.add_(x) if y.dtype == x.dtype else x + y
+
+
+class ConvNeXtV2Block(ConvNeXtBlock):
+    """dwconv 7x7 -> LN -> Linear(C, 4C) -> GELU -> GRN -> Linear(4C, C) ->
+    drop path -> residual (Woo et al., CVPR 2023, Fig. 5; official
+    ``models/convnextv2.py`` ``Block``).
+
+    No layer scale: "we add the GRN layer after the dimension-expansion MLP
+    layer and drop LayerScale as it becomes redundant" (paper, Section 4).
+    Everything else, the fast inference path included, is
+    :class:`ConvNeXtBlock`'s: GRN sits after GELU, so oneDNN's fused
+    ``Linear + GELU`` still computes ``pwconv1`` and GELU, GRN then runs in
+    place on its output, and ``pwconv2`` is fused with the residual add.
+
+    Args:
+        dim (int): Number of channels.
+        drop_path (float): Stochastic-depth rate of this block. Defaults to 0.
+        fused_inference (bool): Allow the oneDNN fused CPU kernels when
+            autograd does not record. Defaults to True.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 drop_path: float = 0.,
+                 fused_inference: bool = True) -> None:
+        super().__init__(dim, drop_path, layer_scale_init_value=0.,
+                         fused_inference=fused_inference)
+        self.grn = GRN(4 * dim)
+
+    def _hidden(self, y: torch.Tensor, inplace: bool) -> torch.Tensor:
+        return self.grn(y, inplace=inplace)

@@ -1,10 +1,12 @@
-"""ConvNeXt backbone for dense prediction (Liu et al., CVPR 2022).
+"""ConvNeXt backbones for dense prediction: V1 (Liu et al., CVPR 2022) and
+V2 (Woo et al., CVPR 2023).
 
-Parameter names follow the official repository (``downsample_layers``,
-``stages.<s>.<b>.{dwconv,norm,pwconv1,pwconv2,gamma}``, ``norm<i>``) so that
-official ImageNet files load with the fewest renames and so that the layer-id
-rule of the paper's learning-rate decay (written against these names) applies
-unchanged. Other layouts are converted by :mod:`convnext_backbone.checkpoint`.
+Parameter names follow the official repositories (``downsample_layers``,
+``stages.<s>.<b>.{dwconv,norm,pwconv1,pwconv2}``, V1's ``gamma``, V2's
+``grn.{gamma,beta}``, ``norm<i>``) so that official ImageNet files load with
+the fewest renames and so that the layer-id rule of the paper's
+learning-rate decay (written against these names) applies unchanged. Other
+layouts are converted by :mod:`convnext_backbone.checkpoint`.
 """
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -16,7 +18,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
-from .blocks import ConvNeXtBlock
+from .blocks import ConvNeXtBlock, ConvNeXtV2Block
 from .checkpoint import load_convnext_checkpoint
 from .layer_decay import get_layer_id_for_convnext
 from .layernorm import LayerNorm2d
@@ -33,9 +35,10 @@ class ConvNeXt(BaseModule):
     ``custom_imports=dict(imports=['convnext_backbone'])`` is in the config.
 
     Args:
-        arch (str | dict): A preset of :data:`~convnext_backbone.presets.
-            ARCH_SETTINGS` (``'tiny'``, ``'T'``, ..., ``'atto'``) or
-            ``dict(depths=[4 ints], dims=[4 ints])``. Defaults to 'tiny'.
+        arch (str | dict): A V1 preset of :data:`~convnext_backbone.presets.
+            ARCH_SETTINGS` (``'tiny'``, ``'T'``, ..., ``'atto'``; the V1
+            names of ``VERSION_PRESETS``) or ``dict(depths=[4 ints],
+            dims=[4 ints])``. Defaults to 'tiny'.
         in_channels (int): Input image channels. Defaults to 3.
         out_indices (Sequence[int]): Stages whose outputs are returned, any
             subset of 0..3 (negative counts from the end). Stage ``i`` has
@@ -44,9 +47,9 @@ class ConvNeXt(BaseModule):
             parameter goes unused under DDP. Defaults to (0, 1, 2, 3).
         drop_path_rate (float): Stochastic depth rate, growing linearly from
             0 over all blocks in order. Must be in [0, 1). Defaults to 0.
-        layer_scale_init_value (float): Initial ``gamma`` (dense configs of
-            the paper use 1.0; a pretrained ``gamma`` replaces it).
-            Defaults to 1e-6.
+        layer_scale_init_value (float, optional): Initial ``gamma`` (dense
+            configs of the paper use 1.0; a pretrained ``gamma`` replaces
+            it); 0 or less: no layer scale. Defaults to None (1e-6).
         frozen_stages (int): ``-1`` freezes nothing; ``k`` in 0..3 freezes
             the stem and the downsampling layers ``0..k`` and stages ``0..k``
             (``0``: stem + stage 0; ``3``: the whole trunk). Frozen parts are
@@ -83,31 +86,36 @@ class ConvNeXt(BaseModule):
             Defaults to None.
     """
 
+    # The ConvNeXt generation: which presets exist (presets.VERSION_PRESETS)
+    # and which checkpoints fit (checkpoint.load_convnext_checkpoint).
+    version = 1
+
     def __init__(self,
                  arch: Union[str, Dict[str, Sequence[int]]] = 'tiny',
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  drop_path_rate: float = 0.,
-                 layer_scale_init_value: float = 1e-6,
+                 layer_scale_init_value: Optional[float] = None,
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  channels_last: bool = True,
                  fused_inference: bool = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  pretrained: Optional[str] = None) -> None:
+        name = type(self).__name__
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError(
-                    f'ConvNeXt got both pretrained={pretrained!r} and '
+                    f'{name} got both pretrained={pretrained!r} and '
                     f'init_cfg={init_cfg!r}; keep only init_cfg=dict('
                     "type='Pretrained', checkpoint=...)")
             warnings.warn(
-                'ConvNeXt: pretrained is deprecated, use init_cfg=dict('
+                f'{name}: pretrained is deprecated, use init_cfg=dict('
                 f"type='Pretrained', checkpoint={pretrained!r}) instead",
                 DeprecationWarning)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
-        settings = resolve_arch(arch)
+        settings = resolve_arch(arch, version=self.version)
         self.arch = arch
         self.depths: Tuple[int, ...] = settings['depths']
         self.dims: Tuple[int, ...] = settings['dims']
@@ -131,6 +139,7 @@ class ConvNeXt(BaseModule):
         self.channels_last = channels_last
         self.fused_inference = fused_inference
         self.drop_path_rate = float(drop_path_rate)
+        self.layer_scale_init_value = self._layer_scale(layer_scale_init_value)
 
         num_built = max(self.out_indices) + 1
         self.downsample_layers = nn.ModuleList()
@@ -151,8 +160,7 @@ class ConvNeXt(BaseModule):
             self.downsample_layers.append(down)
             first = sum(self.depths[:i])
             self.stages.append(nn.Sequential(*[
-                ConvNeXtBlock(self.dims[i], rates[first + j],
-                              layer_scale_init_value, fused_inference)
+                self._block(self.dims[i], rates[first + j])
                 for j in range(self.depths[i])
             ]))
         for i in self.out_indices:
@@ -186,6 +194,15 @@ class ConvNeXt(BaseModule):
         return get_layer_id_for_convnext(param_name, num_layers, decay_type)
 
     # ------------------------------------------------------------- internals
+    def _layer_scale(self, value: Optional[float]) -> Optional[float]:
+        """The checked ``layer_scale_init_value`` (V2 has none)."""
+        return 1e-6 if value is None else float(value)
+
+    def _block(self, dim: int, drop_path: float) -> nn.Module:
+        """One block of a stage of width ``dim``."""
+        return ConvNeXtBlock(dim, drop_path, self.layer_scale_init_value,
+                             self.fused_inference)
+
     def _freeze_stages(self) -> None:
         for i in range(min(self.frozen_stages + 1, len(self.stages))):
             for module in (self.downsample_layers[i], self.stages[i]):
@@ -246,3 +263,47 @@ class ConvNeXt(BaseModule):
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x).contiguous())
         return tuple(outs)
+
+
+@MODELS.register_module()
+class ConvNeXtV2(ConvNeXt):
+    """ConvNeXt V2 backbone returning multi-scale features for dense
+    prediction (Woo et al., "ConvNeXt V2: Co-designing and Scaling ConvNets
+    with Masked Autoencoders", CVPR 2023).
+
+    The V1 backbone with :class:`~.blocks.ConvNeXtV2Block`: GRN after GELU
+    and no layer scale. Stem, downsampling, the output LayerNorms
+    ``norm{i}``, every argument and option (``out_indices``,
+    ``frozen_stages``, ``with_cp``, drop path, ``channels_last``, the fused
+    inference path, ``init_cfg`` / the deprecated ``pretrained``), the
+    outputs' description (``out_channels`` / ``out_strides``) and the
+    layer-id rule of the LR decay (``get_layer_id``) are
+    :class:`ConvNeXt`'s; see its arguments. Registered in mmengine's root
+    ``MODELS`` as ``ConvNeXtV2``, found from every OpenMMLab scope.
+
+    Differences in the arguments:
+
+    - ``arch``: a V2 preset, ``atto``, ``femto``, ``pico``, ``nano``,
+      ``tiny``/``T``, ``base``/``B``, ``large``/``L``, ``huge``/``H``
+      (V2 has no small or xlarge), or ``dict(depths, dims)``.
+    - ``layer_scale_init_value``: V2 has no layer scale; any value but
+      None is an error (a config inheriting a V1 one sets it to None).
+    - ``init_cfg`` Pretrained: any V2 layout of
+      :func:`~convnext_backbone.checkpoint.convert_to_convnext` (official
+      fine-tuned and FCMAE pre-trained files, timm, mmpretrain, dense); a V1
+      checkpoint is an error.
+    """
+
+    version = 2
+
+    def _layer_scale(self, value: Optional[float]) -> Optional[float]:
+        if value is not None:
+            raise ValueError(
+                f'ConvNeXtV2 has no layer scale (layer_scale_init_value='
+                f'{value!r}): V2 drops it, GRN makes it redundant (paper, '
+                'Section 4). Leave layer_scale_init_value out, or set it to '
+                'None in a config that inherits a V1 backbone')
+        return None
+
+    def _block(self, dim: int, drop_path: float) -> nn.Module:
+        return ConvNeXtV2Block(dim, drop_path, self.fused_inference)

@@ -1,12 +1,16 @@
-"""The one table of ConvNeXt variants.
+"""The one table of ConvNeXt variants, V1 and V2.
 
-The backbone, the configs and the docs all read :data:`ARCH_SETTINGS`; a
+The backbones, the configs and the docs all read :data:`ARCH_SETTINGS`; a
 config names a preset (``arch='tiny'``) instead of retyping depths and dims.
-T/S/B/L/XL are the paper's variants (Liu et al., CVPR 2022, Table 1 and
-appendix); atto/femto/pico/nano are the small variants people use for edge
-work (timm / ConvNeXt-V2 naming).
+V1 (``ConvNeXt``): T/S/B/L/XL are the variants of Liu et al., CVPR 2022
+(Table 1 and appendix); atto/femto/pico/nano are the small variants people
+use for edge work (timm naming). V2 (``ConvNeXtV2``, Woo et al., CVPR 2023,
+Appendix A.1 and facebookresearch/ConvNeXt-V2 ``models/convnextv2.py``):
+atto..nano, tiny, base, large and huge; V2 defines no small or xlarge, V1 no
+huge (:data:`VERSION_PRESETS`). A preset name means the same depths and
+dims in both versions.
 """
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 ARCH_SETTINGS: Dict[str, Dict[str, Tuple[int, ...]]] = {
     'atto': dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)),
@@ -18,35 +22,61 @@ ARCH_SETTINGS: Dict[str, Dict[str, Tuple[int, ...]]] = {
     'base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
     'large': dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
     'xlarge': dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048)),
+    'huge': dict(depths=(3, 3, 27, 3), dims=(352, 704, 1408, 2816)),
 }
+
+# The presets each ConvNeXt version defines, by version number.
+VERSION_PRESETS: Dict[int, Tuple[str, ...]] = {
+    1: ('atto', 'femto', 'pico', 'nano', 'tiny', 'small', 'base', 'large',
+        'xlarge'),
+    2: ('atto', 'femto', 'pico', 'nano', 'tiny', 'base', 'large', 'huge'),
+}
+# The class that builds each version (for messages; presets.py imports no
+# model code).
+VERSION_CLASSES: Dict[int, str] = {1: 'ConvNeXt', 2: 'ConvNeXtV2'}
 
 # Short names as the paper writes them ("ConvNeXt-T").
 ARCH_ALIASES: Dict[str, str] = {
     't': 'tiny', 's': 'small', 'b': 'base', 'l': 'large', 'xl': 'xlarge',
+    'h': 'huge',
 }
 
 NUM_STAGES = 4
 STRIDES: Tuple[int, ...] = (4, 8, 16, 32)
 
 
-def resolve_arch(
-        arch: Union[str, Dict[str, Sequence[int]]]
-) -> Dict[str, Tuple[int, ...]]:
+def resolve_arch(arch: Union[str, Dict[str, Sequence[int]]],
+                 version: Optional[int] = None
+                 ) -> Dict[str, Tuple[int, ...]]:
     """Turn a preset name or a custom ``dict(depths, dims)`` into settings.
 
     Args:
         arch (str | dict): A key of :data:`ARCH_SETTINGS` (or an alias such
             as ``'T'``), or ``dict(depths=[...4 ints], dims=[...4 ints])``.
+        version (int, optional): 1 or 2: the preset must be one that
+            version defines (:data:`VERSION_PRESETS`). Defaults to None: any
+            preset of the table (the dims of a name do not depend on the
+            version, so channel arithmetic needs none).
 
     Returns:
         dict: ``dict(depths=tuple, dims=tuple)`` with four positive ints each.
     """
+    if version is not None and version not in VERSION_PRESETS:
+        raise ValueError(
+            f'unknown ConvNeXt version {version!r}; choose one of: '
+            f"{', '.join(map(str, VERSION_PRESETS))}")
     if isinstance(arch, str):
+        names = VERSION_PRESETS[version] if version else tuple(ARCH_SETTINGS)
         key = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if key not in ARCH_SETTINGS:
+        if key not in names:
+            owner = VERSION_CLASSES[version] if version else 'ConvNeXt'
+            others = [VERSION_CLASSES[v] for v, presets in
+                      VERSION_PRESETS.items() if key in presets]
+            hint = f" ('{key}' is a preset of {', '.join(others)})" \
+                if others else ''
             raise ValueError(
-                f"unknown ConvNeXt arch '{arch}'; choose one of: "
-                f"{', '.join(ARCH_SETTINGS)} (or a custom "
+                f"unknown {owner} arch '{arch}'{hint}; choose one of: "
+                f"{', '.join(names)} (or a custom "
                 "dict(depths=[d0, d1, d2, d3], dims=[c0, c1, c2, c3]))")
         return dict(ARCH_SETTINGS[key])
     if not isinstance(arch, dict):

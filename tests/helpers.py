@@ -206,3 +206,88 @@ def tiny_options(cfg: Config) -> Dict[str, Any]:
             'train_cfg.val_interval': 1,
         })
     return opts
+
+
+# ------------------------------------------------------------ ConvNeXt V2
+def reference_forward_v2(sd, depths, out_indices, x):
+    """ConvNeXt V2 written out with functional ops from a state dict: NHWC
+    throughout, ``F.layer_norm`` over the last dim, matrix products for the
+    pointwise layers and GRN from the paper's formulas (Woo et al., CVPR
+    2023, Eq. 1-3: L2 norm over H, W; divided by its channel mean + 1e-6;
+    ``gamma * (x * N) + beta + x``). Another formulation than both the
+    backbone's and ``reference_forward``'s, from the same state dict."""
+
+    def conv(h, key, **kwargs):  # NHWC in and out
+        return F.conv2d(h.permute(0, 3, 1, 2), sd[key + '.weight'],
+                        sd[key + '.bias'], **kwargs).permute(0, 2, 3, 1)
+
+    def layer_norm(h, key):
+        return F.layer_norm(h, h.shape[-1:], sd[key + '.weight'],
+                            sd[key + '.bias'], eps=1e-6)
+
+    def grn(h, key):
+        norm = h.square().sum(dim=(1, 2), keepdim=True).sqrt()
+        ratio = norm / (norm.mean(dim=-1, keepdim=True) + 1e-6)
+        return sd[key + '.gamma'] * (h * ratio) + sd[key + '.beta'] + h
+
+    h = x.permute(0, 2, 3, 1)
+    outs = []
+    for i in range(4):
+        if i == 0:
+            h = layer_norm(conv(h, 'downsample_layers.0.0', stride=4),
+                           'downsample_layers.0.1')
+        else:
+            h = conv(layer_norm(h, f'downsample_layers.{i}.0'),
+                     f'downsample_layers.{i}.1', stride=2)
+        for b in range(depths[i]):
+            p = f'stages.{i}.{b}.'
+            y = conv(h, p + 'dwconv', padding=3, groups=h.shape[-1])
+            y = layer_norm(y, p + 'norm') @ sd[p + 'pwconv1.weight'].T + \
+                sd[p + 'pwconv1.bias']
+            y = grn(F.gelu(y), p + 'grn')
+            h = h + y @ sd[p + 'pwconv2.weight'].T + sd[p + 'pwconv2.bias']
+        if i in out_indices:
+            outs.append(layer_norm(h, f'norm{i}').permute(0, 3, 1, 2))
+    return outs
+
+
+def assert_relatively_close(actual, expected, tol=1e-4):
+    """Max abs error, relative to the expected tensor's max abs value."""
+    scale = expected.abs().max().clamp_min(1e-6)
+    err = (actual - expected).abs().max() / scale
+    assert err < tol, f'relative error {err:.2e} > {tol:.0e}'
+
+
+def assert_training_matches_reference(model, ref, x_shape, frozen_stages=-1):
+    """One training forward/backward of a backbone and of its reference
+    formulation with the same weights: the same samples dropped (one seed),
+    the same tensors frozen (the reference's frozen stages in eval), fixed
+    cotangents; outputs and gradients (input and parameters) must agree."""
+    ours = dict(model.named_parameters())
+    for name, param in ref.named_parameters():  # freeze the same tensors
+        param.requires_grad = ours[name].requires_grad
+    for i in range(frozen_stages + 1):  # the reference has no freezing
+        ref.stages[i].eval(), ref.downsample_layers[i].eval()
+    model.train()
+    x = torch.randn(*x_shape, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    grad_out = [torch.randn_like(o) for o in ref(x_ref)]  # fixed cotangents
+    x_ref.grad = None
+    results = []
+    for net, inp in ((model, x), (ref, x_ref)):
+        torch.manual_seed(1)  # the same samples dropped in both
+        net.zero_grad(set_to_none=True)
+        outs = net(inp)
+        torch.autograd.backward(outs, grad_out)
+        results.append((outs, inp.grad,
+                        {n: p.grad for n, p in net.named_parameters()}))
+    (outs, x_grad, grads), (ref_outs, ref_x_grad, ref_grads) = results
+    for out, exp in zip(outs, ref_outs):
+        assert_relatively_close(out, exp)
+    assert_relatively_close(x_grad, ref_x_grad, 1e-3)
+    for name, grad in grads.items():
+        if grad is None:  # frozen
+            assert ref_grads[name] is None, name
+            continue
+        assert_relatively_close(grad, ref_grads[name], 1e-3)
+    return grads

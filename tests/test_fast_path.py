@@ -10,7 +10,9 @@ import torch
 from convnext_backbone import ConvNeXt
 from convnext_backbone.blocks import onednn_fusion_available
 from tools.lib.reference import ReferenceConvNeXt
-from helpers import MICRO, randomize_, reference_forward
+from helpers import (MICRO, assert_relatively_close,
+                     assert_training_matches_reference, randomize_,
+                     reference_forward)
 
 X_SHAPE = (2, 3, 64, 96)
 
@@ -26,12 +28,6 @@ def twins(seed=0, drop_path_rate=0.0, layer_scale=1e-6, **kwargs):
                                                 strict=False)
     assert not missing
     return model, ref
-
-
-def assert_relatively_close(actual, expected, tol=1e-4):
-    scale = expected.abs().max().clamp_min(1e-6)
-    err = (actual - expected).abs().max() / scale
-    assert err < tol, f'relative error {err:.2e} > {tol:.0e}'
 
 
 def test_reference_module_is_the_papers_network():
@@ -76,34 +72,7 @@ def test_training_outputs_and_gradients_equal_reference(
                        drop_path_rate=drop_path_rate,
                        frozen_stages=frozen_stages)
     ref.with_cp = with_cp
-    ours = dict(model.named_parameters())
-    for name, param in ref.named_parameters():  # freeze the same tensors
-        param.requires_grad = ours[name].requires_grad
-    if frozen_stages >= 0:  # the reference has no freezing: eval its part
-        for i in range(frozen_stages + 1):
-            ref.stages[i].eval(), ref.downsample_layers[i].eval()
-    model.train()
-    x = torch.randn(*X_SHAPE, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_()
-    grad_out = [torch.randn_like(o) for o in ref(x_ref)]  # fixed cotangents
-    x_ref.grad = None
-    results = []
-    for net, inp in ((model, x), (ref, x_ref)):
-        torch.manual_seed(1)  # the same samples dropped in both
-        net.zero_grad(set_to_none=True)
-        outs = net(inp)
-        torch.autograd.backward(outs, grad_out)
-        results.append((outs, inp.grad,
-                        {n: p.grad for n, p in net.named_parameters()}))
-    (outs, x_grad, grads), (ref_outs, ref_x_grad, ref_grads) = results
-    for out, exp in zip(outs, ref_outs):
-        assert_relatively_close(out, exp)
-    assert_relatively_close(x_grad, ref_x_grad, 1e-3)
-    for name, grad in grads.items():
-        if grad is None:  # frozen
-            assert ref_grads[name] is None, name
-            continue
-        assert_relatively_close(grad, ref_grads[name], 1e-3)
+    assert_training_matches_reference(model, ref, X_SHAPE, frozen_stages)
 
 
 def test_frozen_stages_take_the_inference_path_while_training():

@@ -143,7 +143,8 @@ def _heads_in_channels(model: dict) -> Iterator[Tuple[str, Any, Any]]:
 
 
 def check_backbone_channels(cfg: Config) -> None:
-    """A neck / decode head must take the channels the ConvNeXt gives.
+    """A neck / decode head must take the channels the ConvNeXt (V1 or V2)
+    gives.
 
     Without this check a mismatch surfaces as a convolution shape error deep
     in the first forward pass.
@@ -158,8 +159,10 @@ def check_backbone_channels(cfg: Config) -> None:
     model = cfg.get('model')
     backbone = model.get('backbone') if isinstance(model, dict) else None
     if not isinstance(backbone, dict) or backbone.get('type') not in (
-            'ConvNeXt', 'mmengine.ConvNeXt'):
+            'ConvNeXt', 'mmengine.ConvNeXt', 'ConvNeXtV2',
+            'mmengine.ConvNeXtV2'):
         return
+    name = backbone['type'].split('.')[-1]
     arch = backbone.get('arch', 'tiny')
     indices = normalize_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
     out = out_channels(arch, indices)
@@ -175,7 +178,7 @@ def check_backbone_channels(cfg: Config) -> None:
         if got != expected:
             raise ConfigPrepareError(
                 f'{key}={got} does not match the backbone: '
-                f'ConvNeXt(arch={arch!r}, out_indices={tuple(indices)}) '
+                f'{name}(arch={arch!r}, out_indices={tuple(indices)}) '
                 f'gives {out}; set {key}={expected} (derive it from '
                 'convnext_backbone.presets.out_channels(arch, out_indices))')
 
