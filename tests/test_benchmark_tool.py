@@ -233,6 +233,22 @@ def test_prepare_cuda_turns_on_cudnn_benchmark():
                            cuda=cuda)
     assert backends.cudnn.benchmark is True
     assert current == [torch.device('cuda:1')]
+    # torch.cuda.set_device refuses a device without an index
+    benchmark.prepare_cuda(torch.device('cuda'), backends=backends,
+                           cuda=cuda)
+    assert current == [torch.device('cuda:1')]
+
+
+def test_cuda_header_names_the_settings():
+    benchmark = load_tool()
+    line = benchmark._describe(dict(
+        name='NVIDIA H100 80GB HBM3', device='cuda', threads=16,
+        torch='2.11.0+cu130', timer='CUDA events', cuda='13.0', cudnn=91900,
+        cudnn_benchmark=True, tf32_matmul=False, tf32_cudnn=True))
+    assert line == (
+        'NVIDIA H100 80GB HBM3 (cuda, 16 threads, torch 2.11.0+cu130); '
+        'CUDA 13.0, cuDNN 91900, cudnn.benchmark on, TF32 matmul off / '
+        'cuDNN on; timed with CUDA events')
 
 
 def test_max_relative_error():
@@ -386,3 +402,17 @@ def test_model_with_mmpretrain_peer(capsys):
     assert peer['status'] == 'ok', peer['note']
     assert max(peer['max_relative_errors']) < 1e-5
     assert peer['train_step_s'] > 0 and peer['infer_img_per_s'] > 0
+
+
+def test_cuda_limit_steps_are_the_large_ones():
+    """Built as on CUDA (no oneDNN step, one matmul per precision, the copy)
+    on the meta device, which runs them without memory or arithmetic."""
+    import torch
+    from tools.lib.measure import limit_steps
+    device = torch.device('meta')
+    steps = limit_steps(device, dict(fp32=torch.float32, bf16=torch.bfloat16,
+                                     fp16=torch.float16), 8192, 2**30)
+    assert list(steps) == ['mm-fp32', 'mm-bf16', 'mm-fp16', 'copy']
+    assert steps['mm-fp16']().shape == (8192, 8192)
+    assert steps['mm-fp16']().dtype == torch.float16
+    assert steps['copy']().numel() * 4 == 2**30

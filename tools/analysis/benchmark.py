@@ -46,7 +46,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from convnext_backbone import ConvNeXt, convert_to_convnext  # noqa: E402
-from convnext_backbone.presets import resolve_arch  # noqa: E402
+from convnext_backbone.presets import ARCH_ALIASES, resolve_arch  # noqa
 from tools.lib.cfg_walk import iter_dicts  # noqa: E402
 from tools.lib.measure import (  # noqa: E402
     copy_step, count_flops, default_copy_bytes, default_matmul_size, fraction,
@@ -167,16 +167,28 @@ def _device(name: str) -> torch.device:
 
 def prepare_cuda(device: torch.device, backends=torch.backends,
                  cuda=torch.cuda) -> None:
-    """Make ``device`` current (CUDA events record on its stream) and let
-    cuDNN pick the fastest algorithm per shape (each step's shapes repeat,
-    and the warm-up pays for the search)."""
-    cuda.set_device(device)
+    """Make ``device`` current (CUDA events record on the current
+    device's stream) and let cuDNN pick the fastest algorithm per shape
+    (each step's shapes repeat, and the warm-up pays for the search)."""
+    if device.index is not None:  # plain 'cuda' is the current device
+        cuda.set_device(device)
     backends.cudnn.benchmark = True
 
 
 def _describe(machine: Dict[str, object]) -> str:
-    return (f"{machine['name']} ({machine['device']}, {machine['threads']} "
+    line = (f"{machine['name']} ({machine['device']}, {machine['threads']} "
             f"threads, torch {machine['torch']})")
+    if 'cudnn_benchmark' in machine:
+        line += (f"; CUDA {machine['cuda']}, cuDNN {machine['cudnn']}, "
+                 f"cudnn.benchmark {_on_off_word(machine['cudnn_benchmark'])}"
+                 f", TF32 matmul {_on_off_word(machine['tf32_matmul'])} / "
+                 f"cuDNN {_on_off_word(machine['tf32_cudnn'])}; timed with "
+                 f"{machine['timer']}")
+    return line
+
+
+def _on_off_word(flag: bool) -> str:
+    return 'on' if flag else 'off'
 
 
 def _print_table(header: List[str], rows: List[List[str]]) -> None:
@@ -329,7 +341,12 @@ def check_peer(name: str, arch: str, shape, device: torch.device
     reason = peer_unavailable(name)
     if reason is not None:
         return dict(status='unavailable', note=f'{reason}; not timed')
-    peer = build_peer(name, arch).to(device)
+    try:
+        peer = build_peer(name, arch).to(device)
+    except Exception as exc:  # e.g. a preset the peer does not define
+        return dict(status='unavailable', note=(
+            f'{name} cannot build ConvNeXt-{arch}: {type(exc).__name__}: '
+            f'{str(exc).splitlines()[0]}; not timed'))
     ours = ConvNeXt(arch)
     try:
         missing, unexpected = ours.load_state_dict(peer_weights(peer),
@@ -434,6 +451,8 @@ def run_backbone(args) -> Dict[str, object]:
         resolve_arch(args.arch)
     except ValueError as exc:
         sys.exit(f'error: --arch: {exc}')
+    # The peers know the preset names, not the paper's short ones ('T').
+    args.arch = ARCH_ALIASES.get(args.arch.lower(), args.arch.lower())
     peers = {name: check_peer(name, args.arch, args.shape, device)
              for name in args.peers}
     torch.manual_seed(0)
@@ -723,7 +742,6 @@ def mmpretrain_peer_cfg(cfg):
     ``LearningRateDecayOptimizerConstructor``, which knows mmpretrain's
     parameter names, with the same decay."""
     from convnext_backbone.layer_decay import infer_num_layers
-    from convnext_backbone.presets import ARCH_ALIASES
     peer = copy.deepcopy(cfg)
     ours = cfg.model.backbone
     arch = ours.get('arch', 'tiny')
