@@ -1,26 +1,39 @@
-"""Loading ConvNeXt checkpoints in the layouts people actually have.
+"""Loading ConvNeXt V1 and V2 checkpoints in the layouts people actually
+have.
 
 :func:`convert_to_convnext` is the one pure function that maps any supported
-layout onto this package's parameter names; the backbone's
+layout onto this package's parameter names; the backbones'
 ``init_cfg=dict(type='Pretrained')`` and ``tools/convert_checkpoint.py`` both
-use it. Supported layouts:
+use it. Supported layouts, V1 and V2 alike:
 
 - official ImageNet files ``{'model': sd}`` (``dwconv``/``pwconv``, ``norm``,
-  ``head``), EMA files ``{'model_ema': sd}``;
+  ``head``; V2: ``grn.gamma``/``grn.beta`` of shape (1, 1, 1, C)), EMA files
+  ``{'model_ema': sd}``;
+- official ConvNeXt V2 FCMAE pre-training files: the encoder under
+  ``encoder.`` with the sparse (MinkowskiEngine) names of
+  ``models/convnextv2_sparse.py`` (``kernel`` of shape (k*k, in, out) or
+  (k*k, C), ``.ln.``/``.linear.`` sub-modules, (1, C) biases and GRN), or the
+  same encoder under dense names; decoder, ``mask_token``, ``proj`` and
+  ``pred`` are dropped;
 - mmpretrain ``{'state_dict': {'backbone.…depthwise_conv…',
-  'head.fc…'}}``;
+  'head.fc…'}}`` (V2: ``grn.gamma``/``grn.beta`` of shape (C,));
 - timm (``stem.*``, ``stages.i.downsample.*``, ``stages.s.blocks.b.conv_dw``,
-  ``mlp.fc1``, ``head.norm``, ``head.fc``);
+  ``mlp.fc1``, ``head.norm``, ``head.fc``; V2 ``mlp.grn.weight``/``bias``;
+  the 1x1-conv ``mlp.fc1/fc2`` of timm's atto..nano);
 - full detector / segmentor checkpoints (backbone under ``backbone.``, with
   the dense output norms ``norm0..norm3``), from this package, mmdet or the
   official dense repos.
 
 The official names are those of facebookresearch/ConvNeXt
-(``models/convnext.py``); timm's are those of ``timm/models/convnext.py``
-(its ``checkpoint_filter_fn`` maps the other way); mmpretrain's are those of
-``mmpretrain/models/backbones/convnext.py``.
+(``models/convnext.py``) and facebookresearch/ConvNeXt-V2
+(``models/convnextv2.py``; its ``utils.remap_checkpoint_keys`` is how
+fine-tuning reads FCMAE files); timm's are those of
+``timm/models/convnext.py`` (its ``checkpoint_filter_fn`` maps the other
+way); mmpretrain's are those of ``mmpretrain/models/backbones/convnext.py``
+and ``mmpretrain/models/utils/norm.py`` (``GRN``).
 """
 import logging
+import math
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -28,12 +41,17 @@ from typing import Dict, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import torch
 
+from .presets import VERSION_CLASSES
+
 # A converted key must look like one of these to count as ConvNeXt.
 _CONVNEXT_KEY = re.compile(
     r'^(downsample_layers\.\d+\.[01]\.(weight|bias)'
     r'|stages\.\d+\.\d+\.(dwconv|norm|pwconv1|pwconv2)\.(weight|bias)'
     r'|stages\.\d+\.\d+\.gamma'
+    r'|stages\.\d+\.\d+\.grn\.(gamma|beta)'
     r'|norm\d\.(weight|bias))$')
+_V1_KEY = re.compile(r'^stages\.\d+\.\d+\.gamma$')  # layer scale
+_V2_KEY = re.compile(r'^stages\.\d+\.\d+\.grn\.')
 
 # (pattern, replacement) applied in order to timm names.
 _TIMM_RULES = (
@@ -42,6 +60,10 @@ _TIMM_RULES = (
     (r'^stages\.(\d+)\.blocks\.(\d+)\.conv_dw\.', r'stages.\1.\2.dwconv.'),
     (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.', r'stages.\1.\2.pwconv1.'),
     (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.', r'stages.\1.\2.pwconv2.'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.weight$',
+     r'stages.\1.\2.grn.gamma'),
+    (r'^stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.bias$',
+     r'stages.\1.\2.grn.beta'),
     (r'^stages\.(\d+)\.blocks\.(\d+)\.', r'stages.\1.\2.'),
 )
 # mmpretrain block names -> official names.
@@ -50,6 +72,9 @@ _MMPRETRAIN_RULES = (
     (r'\.pointwise_conv1\.', '.pwconv1.'),
     (r'\.pointwise_conv2\.', '.pwconv2.'),
 )
+# Sparse FCMAE encoder: MinkowskiLayerNorm keeps its LayerNorm as ``ln``,
+# MinkowskiLinear its Linear as ``linear`` (official models/utils.py).
+_FCMAE_RULES = ((r'\.(ln|linear)\.', '.'), )
 # Fraction of the backbone's pretrained-able tensors that must load.
 MIN_MATCH_FRACTION = 0.5
 
@@ -86,24 +111,37 @@ def unwrap_state_dict(checkpoint: Mapping) -> Dict[str, torch.Tensor]:
 def convert_to_convnext(state_dict: Mapping[str, torch.Tensor],
                         prefix: Optional[str] = None
                         ) -> Dict[str, torch.Tensor]:
-    """Map a ConvNeXt state dict of any supported layout to our names.
+    """Map a ConvNeXt V1 or V2 state dict of any supported layout to our
+    names and shapes.
 
     Pure: no I/O, the input is not modified. Classification parts (the final
     ``norm``/``head.norm``/mmpretrain's classifier ``norm3`` and every
     ``head``) are dropped, as the official dense runs do; the dense output
     norms ``norm0..3`` of detector/segmentor checkpoints are kept. Keys that
-    do not belong to a ConvNeXt trunk are dropped.
+    do not belong to a ConvNeXt trunk (an FCMAE decoder, ``mask_token``,
+    ``proj``, ``pred``, a detector's neck and heads) are dropped. GRN
+    parameters become (C,), sparse ``kernel`` tensors and 1x1-conv MLP
+    weights the shapes of our ``Conv2d`` / ``Linear`` weights.
 
     Args:
         state_dict (Mapping[str, Tensor]): The tensors (already unwrapped,
             see :func:`unwrap_state_dict`).
         prefix (str, optional): Keep only keys under this prefix and strip
             it (e.g. ``'backbone.'``). Defaults to None: strip ``module.``
-            (DDP) and, if present, take the ``backbone.`` sub-dict.
+            (DDP) and, if present, take the ``backbone.`` (dense and
+            mmpretrain files) or ``encoder.`` (FCMAE files) sub-dict.
 
     Returns:
-        dict[str, Tensor]: Keys as in :class:`~convnext_backbone.ConvNeXt`.
+        dict[str, Tensor]: Keys as in :class:`~convnext_backbone.ConvNeXt` /
+        :class:`~convnext_backbone.ConvNeXtV2`.
     """
+    return _convert(state_dict, prefix)[0]
+
+
+def _convert(state_dict: Mapping[str, torch.Tensor],
+             prefix: Optional[str]) -> Tuple[Dict[str, torch.Tensor], list]:
+    """:func:`convert_to_convnext`, and the file's keys it dropped (relative
+    to the prefix where they are under it)."""
     sd = OrderedDict(
         (k[len('module.'):] if k.startswith('module.') else k, v)
         for k, v in state_dict.items())
@@ -113,24 +151,67 @@ def convert_to_convnext(state_dict: Mapping[str, torch.Tensor],
                    'auxiliary_head.', 'bbox_head.', 'mask_head.')
     is_classifier = (any(k.startswith('head.') for k in sd)
                      and not any(k.startswith(dense_parts) for k in sd))
-    if prefix is None and any(k.startswith('backbone.') for k in sd):
-        prefix = 'backbone.'
+    if prefix is None:
+        prefix = next((p for p in ('backbone.', 'encoder.')
+                       if any(k.startswith(p) for k in sd)), None)
+    dropped = []
     if prefix:
+        dropped = [k for k in sd if not k.startswith(prefix)]
         sd = OrderedDict((k[len(prefix):], v) for k, v in sd.items()
                          if k.startswith(prefix))
     is_timm = any(k.startswith('stem.') for k in sd)
-    rules = _TIMM_RULES if is_timm else _MMPRETRAIN_RULES
+    rules = _TIMM_RULES if is_timm else _MMPRETRAIN_RULES + _FCMAE_RULES
     out = OrderedDict()
-    for key, value in sd.items():
-        if key.startswith(('head.', 'norm.')) or key == 'norm':
-            continue  # classification head and final norm
-        if is_classifier and re.match(r'^norm\d\.', key):
-            continue
+    for name, value in sd.items():
+        key = name
         for pattern, repl in rules:
             key = re.sub(pattern, repl, key)
-        if _CONVNEXT_KEY.match(key):
-            out[key] = value
-    return out
+        if key.endswith('.kernel'):
+            key, value = key[:-len('kernel')] + 'weight', _dense_kernel(value)
+        if (key.startswith(('head.', 'norm.')) or key == 'norm'
+                or (is_classifier and re.match(r'^norm\d\.', key))
+                or not _CONVNEXT_KEY.match(key)):
+            dropped.append(name)  # classification head / norm, or foreign
+            continue
+        out[key] = _dense_shape(key, value)
+    return out, dropped
+
+
+def _dense_kernel(kernel: torch.Tensor) -> torch.Tensor:
+    """A MinkowskiEngine ``kernel`` as a Conv2d weight, as the official
+    ``utils.remap_checkpoint_keys`` turns it: (k*k, in, out) of a
+    convolution -> (out, in, k, k); (k*k, C) of a depthwise one ->
+    (C, 1, k, k)."""
+    size = math.isqrt(kernel.shape[0])
+    if kernel.ndim == 3:
+        _, in_dim, out_dim = kernel.shape
+        return kernel.permute(2, 1, 0).reshape(out_dim, in_dim, size,
+                                               size).transpose(3, 2)
+    return kernel.permute(1, 0).reshape(kernel.shape[1], 1, size,
+                                        size).transpose(3, 2)
+
+
+def _dense_shape(key: str, value: torch.Tensor) -> torch.Tensor:
+    """Our shape of a converted tensor: GRN parameters and biases 1-D
+    (official GRN (1, 1, 1, C), sparse GRN and biases (1, C)); the 1x1-conv
+    ``pwconv`` weights of timm's small models (out, in, 1, 1) -> (out, in)."""
+    if (key.endswith('.bias') or '.grn.' in key) and value.ndim != 1:
+        return value.reshape(-1)
+    if re.search(r'\.pwconv[12]\.weight$', key) and value.ndim == 4:
+        return value.flatten(1)
+    return value
+
+
+def checkpoint_version(converted: Mapping[str, torch.Tensor]
+                       ) -> Optional[int]:
+    """The ConvNeXt version a converted state dict is of: 2 if its blocks
+    have GRN, 1 if they have a layer-scale ``gamma``, None if neither (e.g.
+    only the stem, or V1 trained without layer scale)."""
+    if any(_V2_KEY.match(k) for k in converted):
+        return 2
+    if any(_V1_KEY.match(k) for k in converted):
+        return 1
+    return None
 
 
 def load_checkpoint_file(filename: str,
@@ -172,6 +253,7 @@ class ConvNeXtLike(Protocol):
     arch: Union[str, dict]
     depths: Sequence[int]
     dims: Sequence[int]
+    version: int
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         ...
@@ -188,7 +270,8 @@ def load_convnext_checkpoint(
         map_location: str = 'cpu',
         logger: Optional[logging.Logger] = None
 ) -> Tuple[list, list, list]:
-    """Load a checkpoint of any supported layout into a ConvNeXt backbone.
+    """Load a checkpoint of any supported layout into a ConvNeXt (V1 or V2)
+    backbone; log one summary line.
 
     Args:
         model (ConvNeXtLike): The backbone.
@@ -203,18 +286,30 @@ def load_convnext_checkpoint(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointError: unreadable, not ConvNeXt, too few keys matched, or
-            shapes differ (e.g. a ConvNeXt-T file into a ConvNeXt-B).
+        CheckpointError: unreadable, not ConvNeXt, of the other ConvNeXt
+            version (a V1 file into a ConvNeXtV2 or the reverse), too few
+            keys matched, or shapes differ (e.g. a ConvNeXt-T file into a
+            ConvNeXt-B).
     """
     raw = load_checkpoint_file(filename, map_location=map_location)
-    converted = convert_to_convnext(raw, prefix=prefix)
+    converted, dropped = _convert(raw, prefix)
     own = model.state_dict()
+    name = type(model).__name__
     if not converted:
         sample = ', '.join(list(raw)[:5])
         raise CheckpointError(
             f"checkpoint '{filename}' holds no ConvNeXt weights (first keys: "
             f'{sample}); expected an official, mmpretrain, timm or '
             'detector/segmentor ConvNeXt checkpoint')
+    version = checkpoint_version(converted)
+    if version is not None and version != model.version:
+        what = {1: 'layer-scale gamma, no GRN', 2: 'GRN, no layer-scale gamma'}
+        raise CheckpointError(
+            f"checkpoint '{filename}' is a ConvNeXt V{version} checkpoint "
+            f'({what[version]}); it cannot be loaded into {name}(arch='
+            f'{model.arch!r}), a ConvNeXt V{model.version} backbone: use '
+            f"type='{VERSION_CLASSES[version]}' for this checkpoint, or a "
+            f'ConvNeXt V{model.version} checkpoint')
     mismatched = [(k, tuple(v.shape), tuple(own[k].shape))
                   for k, v in converted.items()
                   if k in own and v.shape != own[k].shape]
@@ -222,7 +317,7 @@ def load_convnext_checkpoint(
         lines = '; '.join(f'{k}: checkpoint {a} vs model {b}'
                           for k, a, b in mismatched[:4])
         raise CheckpointError(
-            f"checkpoint '{filename}' does not fit this ConvNeXt "
+            f"checkpoint '{filename}' does not fit this {name} "
             f'(arch={model.arch!r}, depths={model.depths}, dims={model.dims}):'
             f' {len(mismatched)} shape(s) differ, e.g. {lines}. Pick the '
             'arch the checkpoint was trained with')
@@ -236,15 +331,16 @@ def load_convnext_checkpoint(
     if trunk_loaded < MIN_MATCH_FRACTION * len(trunk):
         raise CheckpointError(
             f"checkpoint '{filename}' matches only {trunk_loaded} of "
-            f'{len(trunk)} trunk tensors of ConvNeXt(arch={model.arch!r}) '
+            f'{len(trunk)} trunk tensors of {name}(arch={model.arch!r}) '
             f'(e.g. missing {missing[:3]}); is it a checkpoint of this '
             'arch?')
     model.load_state_dict(converted, strict=False)
     if logger is not None:
         logger.info(
-            f'ConvNeXt: loaded {len(loaded)} tensors from {filename}; '
+            f'{name}: loaded {len(loaded)} tensors from {filename}; '
             f'missing {len(missing)} ({_summarise(missing)}), unexpected '
-            f'{len(unexpected)} ({_summarise(unexpected)})')
+            f'{len(unexpected)} ({_summarise(unexpected)}), dropped '
+            f'{len(dropped)} ({_summarise(dropped)})')
     return loaded, missing, unexpected
 
 

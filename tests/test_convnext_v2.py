@@ -7,11 +7,15 @@ Micro presets at 32-64 px, except where a test is about a full preset
 (parameter counts, built on the meta device).
 """
 import itertools
+import logging
+import re
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
-from convnext_backbone import GRN, ConvNeXt, ConvNeXtV2, out_channels
+from convnext_backbone import (GRN, CheckpointError, ConvNeXt, ConvNeXtV2,
+                               convert_to_convnext, out_channels)
 from convnext_backbone.blocks import onednn_fusion_available
 from convnext_backbone.presets import (ARCH_SETTINGS, STRIDES,
                                        VERSION_PRESETS)
@@ -266,3 +270,258 @@ def test_get_layer_id_is_the_v1_rule():
     assert ids['stages.2.5.grn.gamma'] == 3 + 5 // 3
     assert ids['stages.3.0.grn.beta'] == 5
     assert ids['norm3.weight'] == 6
+
+
+# ----------------------------------------------------------- checkpoints
+def trunk(sd):
+    return {k: v for k, v in sd.items() if not re.match(r'norm\d\.', k)}
+
+
+def renamed(sd, rules):
+    """``sd`` with each key passed through the (pattern, replacement)
+    rules in order."""
+    out = {}
+    for key, value in sd.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def classifier_parts(prefix=''):
+    return {f'{prefix}norm.weight': torch.ones(64),
+            f'{prefix}norm.bias': torch.zeros(64),
+            f'{prefix}fc.weight': torch.randn(1000, 64),
+            f'{prefix}fc.bias': torch.zeros(1000)}
+
+
+def fcmae_parts():
+    """What an FCMAE file holds besides the encoder (official
+    models/fcmae.py: 512-wide decoder of one V2 block, its projection,
+    mask token and pixel prediction); shrunk here."""
+    return {'proj.weight': torch.randn(16, 64, 1, 1),
+            'proj.bias': torch.zeros(16),
+            'mask_token': torch.zeros(1, 16, 1, 1),
+            'decoder.0.dwconv.weight': torch.randn(16, 1, 7, 7),
+            'decoder.0.grn.gamma': torch.zeros(1, 1, 1, 64),
+            'pred.weight': torch.randn(3072, 16, 1, 1),
+            'pred.bias': torch.zeros(3072)}
+
+
+def to_official(sd):
+    """Official fine-tuned file: GRN (1, 1, 1, C), final norm and head."""
+    out = {k: v.reshape(1, 1, 1, -1) if '.grn.' in k else v
+           for k, v in trunk(sd).items()}
+    out.update(renamed(classifier_parts(), [(r'^fc\.', 'head.')]))
+    return {'model': out}
+
+
+def sparse_kernel(weight):
+    """A Conv2d weight as a MinkowskiEngine kernel: the inverse of the
+    official utils.remap_checkpoint_keys."""
+    out_dim, in_dim, size, _ = weight.shape
+    if in_dim == 1:  # depthwise: (k*k, C)
+        return weight.transpose(3, 2).reshape(out_dim, size * size).T
+    return weight.transpose(3, 2).reshape(out_dim, in_dim,
+                                          size * size).permute(2, 1, 0)
+
+
+def to_fcmae_sparse(sd):
+    """FCMAE pre-training file as models/fcmae.py saves it: the sparse
+    encoder's names and shapes under ``encoder.``, plus the decoder."""
+    out = {}
+    for key, value in trunk(sd).items():
+        sparse_conv = re.match(r'(downsample_layers\.[123]\.1|stages\.\d\.\d+'
+                               r'\.dwconv)\.(weight|bias)$', key)
+        if sparse_conv and key.endswith('weight'):
+            key, value = key[:-len('weight')] + 'kernel', sparse_kernel(value)
+        elif sparse_conv:
+            value = value[None]  # Minkowski biases are (1, C)
+        key = re.sub(r'^(downsample_layers\.[123]\.0|stages\.\d\.\d+\.norm)'
+                     r'\.', r'\1.ln.', key)
+        key = re.sub(r'\.(pwconv[12])\.', r'.\1.linear.', key)
+        out['encoder.' + key] = value[None] if '.grn.' in key else value
+    out.update(fcmae_parts())
+    return {'model': out}
+
+
+def to_fcmae_dense(sd):
+    """FCMAE file under dense names (what the released pt_only files are
+    reported to hold): no final norm, no head, GRN (1, C), decoder."""
+    out = {k: v[None] if '.grn.' in k else v for k, v in trunk(sd).items()}
+    out.update(fcmae_parts())
+    return {'model': out}
+
+
+TIMM_RULES = [
+    (r'^downsample_layers\.0\.', 'stem.'),
+    (r'^downsample_layers\.(\d)\.', r'stages.\1.downsample.'),
+    (r'^stages\.(\d)\.(\d+)\.', r'stages.\1.blocks.\2.'),
+    (r'\.dwconv\.', '.conv_dw.'),
+    (r'\.pwconv(\d)\.', r'.mlp.fc\1.'),
+    (r'\.grn\.gamma$', '.mlp.grn.weight'),
+    (r'\.grn\.beta$', '.mlp.grn.bias'),
+]
+
+
+def to_timm(sd):
+    out = renamed(trunk(sd), TIMM_RULES)
+    out.update(classifier_parts('head.'))
+    return out
+
+
+def to_timm_conv_mlp(sd):
+    """timm's atto..nano: 1x1-conv MLP, (C,) GRN run channels-first."""
+    return {k: v[..., None, None] if re.search(r'mlp\.fc\d\.weight', k)
+            else v for k, v in to_timm(sd).items()}
+
+
+def to_mmpretrain(sd):
+    out = renamed(trunk(sd), [(r'\.dwconv\.', '.depthwise_conv.'),
+                              (r'\.pwconv(\d)\.', r'.pointwise_conv\1.'),
+                              (r'^', 'backbone.')])
+    # classifier norm on pooled features + linear head: not dense norms
+    out['backbone.norm3.weight'] = torch.full((64, ), 7.0)
+    out['backbone.norm3.bias'] = torch.full((64, ), 7.0)
+    out.update(classifier_parts('head.'))
+    return {'meta': {'mmpretrain_version': '1.2.0'}, 'state_dict': out}
+
+
+def to_segmentor(sd):
+    """A dense checkpoint (here mmseg's): the backbone with its output
+    norms under ``backbone.``, heads beside it."""
+    out = {'backbone.' + k: v for k, v in sd.items()}
+    out['decode_head.conv_seg.weight'] = torch.randn(150, 16, 1, 1)
+    out['auxiliary_head.conv_seg.weight'] = torch.randn(150, 8, 1, 1)
+    return {'meta': {'iter': 160000}, 'state_dict': out}
+
+
+def to_ddp_detector(sd):
+    """A detector saved from its DDP wrapper: ``module.backbone.``."""
+    out = {'module.backbone.' + k: v for k, v in sd.items()}
+    out['module.neck.fpn_convs.0.conv.weight'] = torch.randn(4, 4, 3, 3)
+    return {'state_dict': out}
+
+
+# layout -> (writer, keeps the dense output norms, dropped key groups)
+LAYOUTS = {
+    'official': (to_official, False, 'norm, head'),
+    'fcmae_sparse': (to_fcmae_sparse, False,
+                     'proj, mask_token, decoder, pred'),
+    'fcmae_dense': (to_fcmae_dense, False, 'proj, mask_token, decoder, pred'),
+    'timm': (to_timm, False, 'head'),
+    'timm_conv_mlp': (to_timm_conv_mlp, False, 'head'),
+    'mmpretrain': (to_mmpretrain, False, 'head, norm3'),
+    'segmentor': (to_segmentor, True, 'decode_head, auxiliary_head'),
+    'ddp_detector': (to_ddp_detector, True, 'neck'),
+}
+
+
+class Records(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope='module')
+def source():
+    return randomize_(ConvNeXtV2(MICRO), seed=1).eval()
+
+
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+def test_layout_round_trip(layout, source, tmp_path):
+    write, keeps_out_norms, dropped = LAYOUTS[layout]
+    path = str(tmp_path / f'{layout}.pth')
+    torch.save(write(source.state_dict()), path)
+    target = ConvNeXtV2(MICRO, init_cfg=dict(type='Pretrained',
+                                             checkpoint=path))
+    logger = MMLogger.get_current_instance()
+    records = Records()
+    logger.addHandler(records)
+    try:
+        target.init_weights()
+    finally:
+        logger.removeHandler(records)
+    lines = [m for m in records.messages if 'ConvNeXtV2: loaded' in m]
+    assert len(lines) == 1, records.messages
+    assert lines[0].endswith(f'({dropped})'), lines[0]
+    src_sd, tgt_sd = source.state_dict(), target.state_dict()
+    for key in trunk(src_sd):
+        assert torch.equal(src_sd[key], tgt_sd[key]), key
+    for i in range(4):  # dense norms: loaded, or fresh ones
+        expected = src_sd[f'norm{i}.weight'] if keeps_out_norms else \
+            torch.ones(MICRO['dims'][i])
+        assert torch.equal(tgt_sd[f'norm{i}.weight'], expected)
+    target.load_state_dict({k: v for k, v in src_sd.items()
+                            if k.startswith('norm')}, strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(source(x), target.eval()(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_convert_is_pure(source):
+    sd = to_fcmae_sparse(source.state_dict())['model']
+    before = {k: v.clone() for k, v in sd.items()}
+    out = convert_to_convnext(sd)
+    assert set(out) == set(trunk(source.state_dict()))
+    assert sd.keys() == before.keys()
+    assert all(torch.equal(sd[k], before[k]) for k in sd)
+    assert out['stages.2.1.grn.gamma'].shape == (128, )
+
+
+def test_convert_tool_output_loads_strictly(source, tmp_path):
+    from tools.convert_checkpoint import main
+    src, dst = str(tmp_path / 'timm.pth'), str(tmp_path / 'ours.pth')
+    torch.save(to_timm_conv_mlp(source.state_dict()), src)
+    main([src, dst])
+    model = ConvNeXtV2(MICRO, out_indices=(3, ))
+    sd = torch.load(dst, weights_only=True)['state_dict']
+    sd.update({k: v for k, v in model.state_dict().items()
+               if k.startswith('norm')})
+    model.load_state_dict(sd, strict=True)
+
+
+def load_into(model, path):
+    model.init_cfg = dict(type='Pretrained', checkpoint=str(path))
+    model.init_weights()
+
+
+def test_v1_checkpoint_into_v2_is_an_error(tmp_path):
+    path = tmp_path / 'convnext_v1.pth'
+    v1 = randomize_(ConvNeXt(MICRO))
+    torch.save({'model': trunk(v1.state_dict())}, path)
+    model = ConvNeXtV2(MICRO)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError,
+                       match=r"convnext_v1.pth' is a ConvNeXt V1 checkpoint "
+                       r'\(layer-scale gamma, no GRN\); it cannot be loaded '
+                       r"into ConvNeXtV2\(arch=.*use type='ConvNeXt'"):
+        load_into(model, path)
+    assert all(torch.equal(before[k], v)
+               for k, v in model.state_dict().items())
+
+
+def test_v2_checkpoint_into_v1_is_an_error(source, tmp_path):
+    path = tmp_path / 'convnext_v2.pth'
+    torch.save(to_official(source.state_dict()), path)
+    with pytest.raises(CheckpointError,
+                       match=r'is a ConvNeXt V2 checkpoint \(GRN, no '
+                       r'layer-scale gamma\); it cannot be loaded into '
+                       r"ConvNeXt\(arch=.*use type='ConvNeXtV2'"):
+        load_into(ConvNeXt(MICRO), path)
+
+
+def test_preset_mismatch_names_the_v2_backbone(source, tmp_path):
+    path = tmp_path / 'micro.pth'
+    torch.save(to_official(source.state_dict()), path)
+    with pytest.raises(CheckpointError, match=r'does not fit this ConvNeXtV2 '
+                       r'.*66 shape\(s\) differ, e\.g\. downsample_layers\.0'
+                       r'\.0\.weight: checkpoint \(8, 3, 4, 4\) vs model '
+                       r'\(16, 3, 4, 4\)'):
+        load_into(ConvNeXtV2(dict(depths=MICRO['depths'],
+                                  dims=(16, 32, 64, 128))), path)
