@@ -53,9 +53,10 @@ def test_backbone_every_option_and_column(tmp_path, capsys):
         assert re.fullmatch('[0-9]+%', cells['of matmul']), row
         ratio = r'[0-9.]+x' if cells['impl'] == 'convnext' else '-'
         assert re.fullmatch(ratio, cells['speed vs ref']), row
-    assert {(r[1], r[4]) for r in rows} == {('infer', 'off'),
+    assert {(r[2], r[5]) for r in rows} == {('infer', 'off'),
                                             ('train', 'off'),
                                             ('train', 'on')}
+    assert {r[1] for r in rows} == {'V1'}
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(result))
     assert saved['flops']['train'] == 3 * saved['flops']['infer'] > 0
@@ -270,7 +271,8 @@ def fake_peer(output_norms=True, scale=1.0, module='torch'):
     benchmark = load_tool()
 
     class Peer(ReferenceConvNeXt):
-        def __init__(self, arch, with_cp):
+        def __init__(self, arch, with_cp, version):
+            assert version == 1
             super().__init__(arch, with_cp=with_cp)
             if not output_norms:
                 for i in range(4):
@@ -300,7 +302,7 @@ def test_peers_that_agree_are_timed_one_that_differs_is_refused(
     result = benchmark.main(PEER_ARGS + ['--peers', 'same', 'no_norms',
                                          'differs', 'absent'])
     out = capsys.readouterr().out
-    peers = result['peers']
+    peers = {peer['peer']: peer for peer in result['peers']}
     assert peers['same']['status'] == peers['no_norms']['status'] == 'ok'
     for name in ('same', 'no_norms'):
         assert max(peers[name]['max_relative_errors']) < 1e-4, peers[name]
@@ -308,8 +310,9 @@ def test_peers_that_agree_are_timed_one_that_differs_is_refused(
     assert peers['differs']['status'] == 'refused'
     assert 1e-3 < max(peers['differs']['max_relative_errors']) < 2e-2
     assert peers['absent']['status'] == 'unavailable'
-    assert re.search(r'peer differs refused: its features differ .*'
-                     r'max relative error [0-9.e-]+ > 1e-04', out), out
+    assert re.search(r'peer differs refused: its ConvNeXt-atto features '
+                     r'differ .*max relative error [0-9.e-]+ > 1e-04',
+                     out), out
     assert "peer absent not importable: ModuleNotFoundError" in out
     header, rows = table_rows(out)
     assert [row[0] for row in rows] == ['convnext', 'same', 'no_norms']
@@ -336,15 +339,16 @@ def test_peer_whose_weights_do_not_fit_is_refused(monkeypatch):
 
 
 @pytest.mark.parametrize('name', ['timm', 'mmpretrain'])
+@pytest.mark.parametrize('version', [1, 2])
 def test_real_peer_agrees_and_is_refused_when_its_weights_differ(
-        name, monkeypatch):
+        name, version, monkeypatch):
     import torch
     benchmark = load_tool()
     reason = benchmark.peer_unavailable(name)
     if reason:
         pytest.skip(reason)
     device = torch.device('cpu')
-    peer = benchmark.check_peer(name, 'atto', (64, 64), device)
+    peer = benchmark.check_peer(name, 'atto', (64, 64), device, version)
     assert peer['status'] == 'ok', peer['note']
     assert len(peer['max_relative_errors']) == 4
     assert max(peer['max_relative_errors']) < 1e-5
@@ -357,7 +361,7 @@ def test_real_peer_agrees_and_is_refused_when_its_weights_differ(
         return weights
 
     monkeypatch.setattr(benchmark, 'peer_weights', perturbed)
-    peer = benchmark.check_peer(name, 'atto', (64, 64), device)
+    peer = benchmark.check_peer(name, 'atto', (64, 64), device, version)
     assert peer['status'] == 'refused', peer['note']
     errors = peer['max_relative_errors']
     assert errors[0] < 1e-5 and errors[1] < 1e-5 and errors[2] > 1e-4
@@ -398,8 +402,8 @@ def test_model_with_mmpretrain_peer(capsys):
     ])
     header, rows = table_rows(capsys.readouterr().out)
     assert [row[1] for row in rows] == ['convnext', 'mmpretrain']
-    peer = result['peers']['mmpretrain']
-    assert peer['status'] == 'ok', peer['note']
+    peer, = result['peers']
+    assert peer['peer'] == 'mmpretrain' and peer['status'] == 'ok', peer
     assert max(peer['max_relative_errors']) < 1e-5
     assert peer['train_step_s'] > 0 and peer['infer_img_per_s'] > 0
 
@@ -416,3 +420,27 @@ def test_cuda_limit_steps_are_the_large_ones():
     assert steps['mm-fp16']().shape == (8192, 8192)
     assert steps['mm-fp16']().dtype == torch.float16
     assert steps['copy']().numel() * 4 == 2**30
+
+
+def test_backbone_v1_and_v2_in_the_same_rounds(capsys):
+    result = load_tool().main([
+        'backbone', '--arch', 'atto', '--versions', '1', '2', '--shape',
+        '32', '32', '--batch', '1', '--iters', '1', '--warmup', '0',
+        '--modes', 'infer', 'train', '--matmul-size', '64', '--copy-mib', '1'
+    ])
+    out = capsys.readouterr().out
+    assert 'ConvNeXt-atto, ConvNeXtV2-atto, input 1x3x32x32' in out
+    header, rows = table_rows(out)
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (impl, version, mode) for mode in ('infer', 'train')
+        for version in ('V1', 'V2') for impl in ('convnext', 'reference')]
+    for row in result['rows']:
+        assert 'error' not in row, row
+        if row['impl'] == 'convnext':  # its twin is the same version's
+            assert row['speed_vs_ref'] > 0
+
+
+def test_v2_preset_that_v2_lacks_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_tool().main(['backbone', '--arch', 'small', '--versions', '2'])
+    assert 'small' in str(exc.value.code) and 'tiny' in str(exc.value.code)

@@ -45,14 +45,16 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from convnext_backbone import ConvNeXt, convert_to_convnext  # noqa: E402
+from convnext_backbone import (  # noqa: E402
+    ConvNeXt, ConvNeXtV2, convert_to_convnext)
 from convnext_backbone.presets import ARCH_ALIASES, resolve_arch  # noqa
 from tools.lib.cfg_walk import iter_dicts  # noqa: E402
 from tools.lib.measure import (  # noqa: E402
     copy_step, count_flops, default_copy_bytes, default_matmul_size, fraction,
     interleaved_times, limit_rates, limit_seconds, limit_steps, machine_info,
     max_relative_error, median, peak_step_memory)
-from tools.lib.reference import ReferenceConvNeXt  # noqa: E402
+from tools.lib.reference import (  # noqa: E402
+    ReferenceConvNeXt, ReferenceConvNeXtV2)
 
 PRECISIONS = {
     'fp32': torch.float32,
@@ -93,6 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     bb = sub.add_parser('backbone', parents=[common],
                         help='ConvNeXt vs the reference formulation')
     bb.add_argument('--arch', default='tiny')
+    bb.add_argument('--versions', nargs='+', type=int, choices=(1, 2),
+                    default=(1, ),
+                    help='ConvNeXt (1) and/or ConvNeXtV2 (2), same preset')
     bb.add_argument('--shape', type=int, nargs=2, default=(224, 224),
                     metavar=('H', 'W'))
     bb.add_argument('--batch', type=int, default=8)
@@ -208,40 +213,48 @@ class Peer(NamedTuple):
     """How to get one peer's backbone.
 
     ``module`` is imported to tell whether the peer is installed;
-    ``build(arch, with_cp)`` returns its four-stage feature extractor;
+    ``build(arch, with_cp, version)`` returns its four-stage feature
+    extractor of ConvNeXt V1 or V2;
     ``output_norms`` says whether its features end with a LayerNorm of their
     own (else the check applies this ConvNeXt's ``norm{i}`` to them, which
     the timed peer then does without).
     """
     module: str
-    build: Callable[[str, bool], torch.nn.Module]
+    build: Callable[[str, bool, int], torch.nn.Module]
     output_norms: bool
     describe: str
 
 
-def _build_timm(arch: str, with_cp: bool) -> torch.nn.Module:
+def _build_timm(arch: str, with_cp: bool, version: int) -> torch.nn.Module:
     import timm
+    v1 = dict(ls_init_value=1.0) if version == 1 else {}  # V2: none
     model = timm.create_model(
-        f'convnext_{arch}', pretrained=False, features_only=True,
-        out_indices=(0, 1, 2, 3), ls_init_value=1.0)
+        f"convnext{'v2' if version == 2 else ''}_{arch}", pretrained=False,
+        features_only=True, out_indices=(0, 1, 2, 3), **v1)
     if with_cp:
         model.set_grad_checkpointing(True)
     return model
 
 
-def _build_mmpretrain(arch: str, with_cp: bool) -> torch.nn.Module:
+def _build_mmpretrain(arch: str, with_cp: bool,
+                      version: int) -> torch.nn.Module:
     from mmpretrain.models import ConvNeXt as MMPretrainConvNeXt
+    # mmpretrain's V2 is its ConvNeXt with GRN and no layer scale.
+    v2 = dict(use_grn=True, layer_scale_init_value=0.)
     return MMPretrainConvNeXt(
         arch=arch, out_indices=(0, 1, 2, 3), gap_before_final_norm=False,
-        layer_scale_init_value=1.0, with_cp=with_cp)
+        with_cp=with_cp,
+        **(v2 if version == 2 else dict(layer_scale_init_value=1.0)))
 
 
 PEERS: Dict[str, Peer] = {
     'timm': Peer('timm', _build_timm, False,
-                 "timm.create_model('convnext_<arch>', features_only=True)"),
+                 "timm.create_model('convnext[v2]_<arch>', "
+                 'features_only=True)'),
     'mmpretrain': Peer(
         'mmpretrain.models', _build_mmpretrain, True,
-        'mmpretrain.models.ConvNeXt(gap_before_final_norm=False)'),
+        'mmpretrain.models.ConvNeXt(gap_before_final_norm=False[, '
+        'use_grn=True])'),
 }
 
 
@@ -259,13 +272,13 @@ def peer_unavailable(name: str) -> Optional[str]:
 
 
 def build_peer(name: str, arch: str, with_cp: bool = False,
-               seed: int = 0) -> torch.nn.Module:
+               version: int = 1, seed: int = 0) -> torch.nn.Module:
     """The peer's backbone with random weights, the same for a seed: its
-    own init, every 1-D tensor (norm affine, biases, layer scale) then
-    shifted by noise so that none is an identity and the equality check
-    sees every tensor."""
+    own init, every 1-D tensor (norm affine, biases, layer scale, GRN,
+    which starts at zero) then shifted by noise so that none is an
+    identity and the equality check sees every tensor."""
     torch.manual_seed(seed)
-    model = PEERS[name].build(arch, with_cp)
+    model = PEERS[name].build(arch, with_cp, version)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in model.parameters():
@@ -283,14 +296,7 @@ def peer_weights(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
         re.sub(r'^(stem|stages)_(\d+)\.', r'\1.\2.', key): value
         for key, value in model.state_dict().items()
     }
-    converted = convert_to_convnext(state_dict)
-    # timm's atto..nano (conv_mlp=True) hold the pointwise layers as 1x1
-    # convolutions: the same matrices with two trailing unit dimensions.
-    return {
-        key: (value.flatten(1) if re.search(r'\.pwconv[12]\.weight$', key)
-              and value.ndim == 4 else value)
-        for key, value in converted.items()
-    }
+    return convert_to_convnext(state_dict)
 
 
 @contextlib.contextmanager
@@ -328,11 +334,11 @@ def peer_feature_errors(ours: torch.nn.Module, peer: torch.nn.Module,
     return [max_relative_error(a, e) for a, e in zip(actual, expected)]
 
 
-def check_peer(name: str, arch: str, shape, device: torch.device
-               ) -> Dict[str, object]:
+def check_peer(name: str, arch: str, shape, device: torch.device,
+               version: int = 1) -> Dict[str, object]:
     """Whether the peer computes what this ConvNeXt does: its random
-    weights converted with ``convert_to_convnext`` into a ConvNeXt, the
-    features of both compared on two random images.
+    weights converted with ``convert_to_convnext`` into a ConvNeXt (or
+    ConvNeXtV2), the features of both compared on two random images.
 
     Returns:
         dict: ``status`` ('ok', 'refused' or 'unavailable'), ``note`` (one
@@ -341,19 +347,20 @@ def check_peer(name: str, arch: str, shape, device: torch.device
     reason = peer_unavailable(name)
     if reason is not None:
         return dict(status='unavailable', note=f'{reason}; not timed')
+    label = _label(arch, version)
     try:
-        peer = build_peer(name, arch).to(device)
+        peer = build_peer(name, arch, version=version).to(device)
     except Exception as exc:  # e.g. a preset the peer does not define
         return dict(status='unavailable', note=(
-            f'{name} cannot build ConvNeXt-{arch}: {type(exc).__name__}: '
+            f'{name} cannot build {label}: {type(exc).__name__}: '
             f'{str(exc).splitlines()[0]}; not timed'))
-    ours = ConvNeXt(arch)
+    ours = CONVNEXT_CLASSES[version](arch)
     try:
         missing, unexpected = ours.load_state_dict(peer_weights(peer),
                                                    strict=False)
     except RuntimeError as exc:  # shapes differ
         return dict(status='refused', note=(
-            f'{name} refused: its weights do not fit ConvNeXt-{arch} '
+            f'{name} refused: its weights do not fit {label} '
             f'({str(exc).splitlines()[1].strip()}); not timed'))
     # Without output norms of its own the peer leaves ours' norm{i} as
     # they are: the check applies them to both.
@@ -361,7 +368,7 @@ def check_peer(name: str, arch: str, shape, device: torch.device
                if PEERS[name].output_norms or not re.match(r'norm\d\.', k)]
     if missing or unexpected:
         return dict(status='refused', note=(
-            f'{name} refused: its weights do not map onto ConvNeXt-{arch} '
+            f'{name} refused: its weights do not map onto {label} '
             f'(missing {missing[:3]}, unexpected {unexpected[:3]}); not '
             'timed'))
     x = torch.randn(2, 3, *shape, device=device)
@@ -370,33 +377,51 @@ def check_peer(name: str, arch: str, shape, device: torch.device
     worst = max(errors)
     if not worst <= PEER_TOLERANCE:  # NaN too
         return dict(status='refused', max_relative_errors=errors, note=(
-            f'{name} refused: its features differ from this ConvNeXt\'s '
-            f'from the same weights (max relative error {worst:.1e} > '
-            f'{PEER_TOLERANCE:.0e}); not timed'))
+            f'{name} refused: its {label} features differ from this '
+            f'package\'s from the same weights (max relative error '
+            f'{worst:.1e} > {PEER_TOLERANCE:.0e}); not timed'))
     norms = ('' if PEERS[name].output_norms else
              ' after this ConvNeXt\'s output LayerNorms, which the timed '
              'peer does without')
     return dict(status='ok', max_relative_errors=errors, note=(
-        f'{name} ({PEERS[name].describe}): features equal this ConvNeXt\'s '
-        f'from the same weights{norms} (max relative error {worst:.1e}, '
-        'fp32); timed'))
+        f'{name} ({PEERS[name].describe}): {label} features equal this '
+        f'package\'s from the same weights{norms} (max relative error '
+        f'{worst:.1e}, fp32); timed'))
 
 
 # ------------------------------------------------------------------ backbone
-def _build_backbone(impl: str, arch: str, with_cp: bool, channels_last: bool,
-                    state_dict: Dict[str, torch.Tensor],
+CONVNEXT_CLASSES = {1: ConvNeXt, 2: ConvNeXtV2}
+
+
+def _label(arch: str, version: int) -> str:
+    return f"ConvNeXt{'V2' if version == 2 else ''}-{arch}"
+
+
+def _reference(arch: str, version: int,
+               with_cp: bool = False) -> torch.nn.Module:
+    # V1 with layer scale 1, so that every branch matters, as after
+    # training.
+    if version == 2:
+        return ReferenceConvNeXtV2(arch, with_cp=with_cp)
+    return ReferenceConvNeXt(arch, layer_scale_init_value=1.0,
+                             with_cp=with_cp)
+
+
+def _build_backbone(impl: str, arch: str, version: int, with_cp: bool,
+                    channels_last: bool, state_dict: Dict[str, torch.Tensor],
                     device: torch.device) -> torch.nn.Module:
     if impl == 'convnext':
-        model = ConvNeXt(arch, with_cp=with_cp, channels_last=channels_last)
+        model = CONVNEXT_CLASSES[version](arch, with_cp=with_cp,
+                                          channels_last=channels_last)
         model.load_state_dict(state_dict, strict=False)
         return model.to(device)
     # The reference and the peers get what a user of them would do: the
     # model and the input converted to channels-last.
     if impl == 'reference':
-        model = ReferenceConvNeXt(arch, with_cp=with_cp)
+        model = _reference(arch, version, with_cp)
         model.load_state_dict(state_dict)
     else:
-        model = build_peer(impl, arch, with_cp)
+        model = build_peer(impl, arch, with_cp, version)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -419,16 +444,16 @@ def _backbone_step(model, x: torch.Tensor, mode: str, precision: str,
     return step
 
 
-def _backbone_case(args, device, impl, mode, precision, channels_last,
-                   with_cp, compiled, state_dict):
+def _backbone_case(args, device, impl, version, mode, precision,
+                   channels_last, with_cp, compiled, state_dict):
     """A row's options and its step, run once (so that compilation, and
     what cannot run here, shows now); or the row with an ``error``."""
-    row = dict(impl=impl, mode=mode, precision=precision,
+    row = dict(impl=impl, version=version, mode=mode, precision=precision,
                channels_last=channels_last, with_cp=with_cp,
                compile=compiled)
     try:
-        model = _build_backbone(impl, args.arch, with_cp, channels_last,
-                                state_dict, device)
+        model = _build_backbone(impl, args.arch, version, with_cp,
+                                channels_last, state_dict, device)
         model.train(mode == 'train')
         x = torch.randn(args.batch, 3, *args.shape, device=device)
         if channels_last:
@@ -447,19 +472,20 @@ def _backbone_case(args, device, impl, mode, precision, channels_last,
 
 def run_backbone(args) -> Dict[str, object]:
     device = _device(args.device)
-    try:
-        resolve_arch(args.arch)
-    except ValueError as exc:
-        sys.exit(f'error: --arch: {exc}')
+    for version in args.versions:
+        try:
+            resolve_arch(args.arch, version=version)
+        except ValueError as exc:
+            sys.exit(f'error: --arch: {exc}')
     # The peers know the preset names, not the paper's short ones ('T').
     args.arch = ARCH_ALIASES.get(args.arch.lower(), args.arch.lower())
-    peers = {name: check_peer(name, args.arch, args.shape, device)
-             for name in args.peers}
+    peers = [dict(peer=name, version=version,
+                  **check_peer(name, args.arch, args.shape, device, version))
+             for version in args.versions for name in args.peers]
     torch.manual_seed(0)
-    # One set of weights for both formulations (layer scale 1 so that every
-    # branch matters, as after training).
-    state_dict = ReferenceConvNeXt(
-        args.arch, layer_scale_init_value=1.0).state_dict()
+    # One set of weights per version for this package and the reference.
+    state_dicts = {version: _reference(args.arch, version).state_dict()
+                   for version in args.versions}
 
     # FLOPs of the network's forward, counted on the plain reference (fused
     # kernels are invisible to the counter). A training step counts 3x: the
@@ -468,8 +494,10 @@ def run_backbone(args) -> Dict[str, object]:
     # backward: it ignores groups in convolution_backward (torch 2.13
     # counts a 64-channel depthwise 7x7 backward 65x the forward).
     # with_cp's recomputation is not counted: it is not work done for the
-    # result.
-    ref = _build_backbone('reference', args.arch, False, False, state_dict,
+    # result. The counter sees convolutions and products only, so V1 and V2
+    # (layer scale / GRN: elementwise) count the same.
+    ref = _build_backbone('reference', args.arch, 1, False, False,
+                          _reference(args.arch, 1).state_dict(),
                           device).eval()
     x = torch.randn(args.batch, 3, *args.shape, device=device)
     forward_flops = count_flops(_backbone_step(ref, x, 'infer', 'fp32',
@@ -478,8 +506,6 @@ def run_backbone(args) -> Dict[str, object]:
              for mode in args.modes}
     del ref, x
 
-    impls = list(args.impls) + [name for name, peer in peers.items()
-                                if peer['status'] == 'ok']
     rows, steps = [], {}
     for mode in args.modes:
         for precision in args.precisions:
@@ -487,13 +513,19 @@ def run_backbone(args) -> Dict[str, object]:
                 for with_cp in (args.with_cp if mode == 'train' else
                                 (False, )):
                     for compiled in args.compile:
-                        for impl in impls:
-                            row, step = _backbone_case(
-                                args, device, impl, mode, precision,
-                                channels_last, with_cp, compiled, state_dict)
-                            if step is not None:
-                                steps[len(rows)] = step
-                            rows.append(row)
+                        for version in args.versions:
+                            impls = list(args.impls) + [
+                                p['peer'] for p in peers
+                                if p['version'] == version
+                                and p['status'] == 'ok']
+                            for impl in impls:
+                                row, step = _backbone_case(
+                                    args, device, impl, version, mode,
+                                    precision, channels_last, with_cp,
+                                    compiled, state_dicts[version])
+                                if step is not None:
+                                    steps[len(rows)] = step
+                                rows.append(row)
     # The device's limits, timed in the same rounds as the models.
     limit_precisions = (tuple(PRECISIONS) if device.type == 'cuda' else
                         ['fp32'] + [p for p in args.precisions
@@ -529,24 +561,26 @@ def run_backbone(args) -> Dict[str, object]:
     machine['copy_gb_per_s'] = limits['copy_gb_per_s']
     machine['limits'] = limits
 
-    print(f"{_describe(machine)}; ConvNeXt-{args.arch}, input "
+    print(f"{_describe(machine)}; "
+          f"{', '.join(_label(args.arch, v) for v in args.versions)}, input "
           f'{args.batch}x3x{args.shape[0]}x{args.shape[1]}; median of '
           f'{args.iters} interleaved rounds')
     print(_describe_limits(limits))
     print('FLOPs per step: ' + ', '.join(
         f'{mode} {value / 1e9:.2f} G' for mode, value in flops.items()) +
         (' (train = 3x forward)' if 'train' in flops else ''))
-    for peer in peers.values():
+    for peer in peers:
         print('peer ' + peer['note'])
     print()
-    header = ['impl', 'mode', 'precision', 'channels_last', 'with_cp',
+    header = ['impl', 'version', 'mode', 'precision', 'channels_last', 'with_cp',
               'compile', 'latency ms', 'img/s', 'GFLOP/s', 'of matmul',
               'peak MB', 'speed vs ref', 'memory vs ref']
     if onednn is not None:
-        header.insert(10, 'of oneDNN GEMM')
+        header.insert(header.index('of matmul') + 1, 'of oneDNN GEMM')
     table = []
     for row in rows:
-        flags = [row['impl'], row['mode'], row['precision']] + [
+        flags = [row['impl'], f"V{row['version']}", row['mode'],
+                 row['precision']] + [
             'on' if row[k] else 'off'
             for k in ('channels_last', 'with_cp', 'compile')
         ]
@@ -593,8 +627,10 @@ def _describe_limits(limits: Dict[str, object]) -> str:
 def _add_ratios(rows: List[Dict[str, object]]) -> None:
     """speed_vs_ref = reference latency / the row's (> 1: faster);
     memory_vs_ref = the row's peak / the reference's (< 1: less), for every
-    row but the reference's that has a reference twin."""
-    keys = ('mode', 'precision', 'channels_last', 'with_cp', 'compile')
+    row but the reference's that has a reference twin (same version and
+    options)."""
+    keys = ('version', 'mode', 'precision', 'channels_last', 'with_cp',
+            'compile')
     refs = {
         tuple(row[k] for k in keys): row
         for row in rows if row['impl'] == 'reference' and 'error' not in row
@@ -738,7 +774,8 @@ def _default_model_shape(cfg) -> tuple:
 def mmpretrain_peer_cfg(cfg):
     """A copy of the config with mmpretrain's ConvNeXt as its backbone
     (``gap_before_final_norm=False``, as mmdet's and mmseg's own ConvNeXt
-    configs use it) and mmdet's / mmseg's own
+    configs use it; for a ``ConvNeXtV2`` backbone ``use_grn=True`` and no
+    layer scale) and mmdet's / mmseg's own
     ``LearningRateDecayOptimizerConstructor``, which knows mmpretrain's
     parameter names, with the same decay."""
     from convnext_backbone.layer_decay import infer_num_layers
@@ -751,14 +788,18 @@ def mmpretrain_peer_cfg(cfg):
     else:  # mmpretrain names the widths 'channels'
         arch = dict(depths=list(settings['depths']),
                     channels=list(settings['dims']))
+    if ours.type == 'ConvNeXtV2':
+        version = dict(use_grn=True, layer_scale_init_value=0.)
+    else:
+        version = dict(layer_scale_init_value=ours.get(
+            'layer_scale_init_value', 1e-6))
     peer.model.backbone = dict(
         type='mmpretrain.ConvNeXt', arch=arch,
         out_indices=tuple(ours.get('out_indices', (0, 1, 2, 3))),
         drop_path_rate=ours.get('drop_path_rate', 0.),
-        layer_scale_init_value=ours.get('layer_scale_init_value', 1e-6),
         frozen_stages=max(ours.get('frozen_stages', -1), 0),
         with_cp=ours.get('with_cp', False), gap_before_final_norm=False,
-        init_cfg=None)
+        init_cfg=None, **version)
     optim_wrapper = peer.get('optim_wrapper', {})
     if optim_wrapper.get('constructor') == \
             'ConvNeXtLayerDecayOptimizerConstructor':
@@ -849,14 +890,14 @@ def run_model(args) -> Dict[str, object]:
                  'maps); pass --batch 2 or --modes infer')
     num_classes = _first_value(cfg.model.to_dict(), 'num_classes')
     models = dict(convnext=(model, cfg))
-    peers = {}
+    peers = []
     if args.peers:
-        peer = _model_peer(cfg, model, shape, device,
-                           build_model_without_weights)
+        peer = dict(peer='mmpretrain', **_model_peer(
+            cfg, model, shape, device, build_model_without_weights))
         if 'model' in peer:
             models['mmpretrain'] = (peer.pop('model'),
                                     mmpretrain_peer_cfg(cfg))
-        peers['mmpretrain'] = peer
+        peers.append(peer)
 
     result = dict(config=osp.basename(args.config), scope=scope,
                   shape=list(shape), batch=batches,
@@ -895,14 +936,14 @@ def run_model(args) -> Dict[str, object]:
             figures[name]['train_peak_mb'] = peak_step_memory(
                 steps[name], device) / MiB
     result.update(figures['convnext'])
-    for name, peer in peers.items():
-        peer.update(figures.get(name, {}))
+    for peer in peers:
+        peer.update(figures.get(peer['peer'], {}))
     if peers:
         result['peers'] = peers
 
     machine = result['machine']
     print(f'{_describe(machine)}; random weights, synthetic data')
-    for peer in peers.values():
+    for peer in peers:
         print('peer ' + peer['note'])
     _print_table(
         ['config', 'backbone', 'input (H, W)', 'batch (infer/train)',
