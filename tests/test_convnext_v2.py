@@ -6,23 +6,34 @@ dense configs and a toy training run.
 Micro presets at 32-64 px, except where a test is about a full preset
 (parameter counts, built on the meta device).
 """
+import glob
+import importlib
 import itertools
 import logging
+import math
+import os.path as osp
 import re
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
 
 from convnext_backbone import (GRN, CheckpointError, ConvNeXt, ConvNeXtV2,
+                               ConvNeXtLayerDecayOptimizerConstructor,
                                convert_to_convnext, out_channels)
 from convnext_backbone.blocks import onednn_fusion_available
 from convnext_backbone.presets import (ARCH_SETTINGS, STRIDES,
                                        VERSION_PRESETS)
-from helpers import (MICRO, assert_relatively_close,
-                     assert_training_matches_reference, randomize_,
-                     reference_forward_v2)
+from helpers import (CONFIG_DIR, MICRO, assert_relatively_close,
+                     assert_training_matches_reference, load, randomize_,
+                     reference_forward_v2, tiny_options, toy_options)
+from tools.lib.models import build_model_without_weights
+from tools.lib.prepare import prepare_train_cfg
 from tools.lib.reference import ReferenceConvNeXtV2
+from tools.lib.runner import build_runner
+from tools.lib.toy_data import toy_cfg_options
 
 X_SHAPE = (2, 3, 64, 96)
 
@@ -525,3 +536,259 @@ def test_preset_mismatch_names_the_v2_backbone(source, tmp_path):
                        r'\(16, 3, 4, 4\)'):
         load_into(ConvNeXtV2(dict(depths=MICRO['depths'],
                                   dims=(16, 32, 64, 128))), path)
+
+
+# ------------------------------------------------------ layer-wise decay
+@pytest.mark.parametrize('arch,num_layers', [
+    ('atto', 5), ('femto', 5), ('pico', 5), ('nano', 6), ('tiny', 6),
+    ('base', 12), ('large', 12), ('huge', 12)])
+def test_num_layers_inferred_for_every_preset(arch, num_layers):
+    """3 + ceil(depths[2] / 3): stage 2's last block (id 3 + b // 3) stays
+    below stage 3 (id L) for 6, 8, 9 and 27 blocks; GRN's (C,) gamma and
+    beta get no weight decay, as the official code decides by name."""
+    with torch.device('meta'):
+        model = torch.nn.Module()
+        model.backbone = ConvNeXtV2(arch)
+        model.head = torch.nn.Linear(8, 3)
+    wrapper = ConvNeXtLayerDecayOptimizerConstructor(
+        dict(optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
+        dict(decay_rate=0.5))(model)
+    groups = {id(p): g for g in wrapper.optimizer.param_groups
+              for p in g['params']}
+    params = dict(model.named_parameters())
+    assert max(g['layer_id'] for g in groups.values()) == num_layers + 1
+    last = ARCH_SETTINGS[arch]['depths'][2] - 1
+    stage2 = groups[id(params[f'backbone.stages.2.{last}.grn.gamma'])]
+    assert stage2['layer_id'] == 3 + last // 3 < num_layers
+    stage3 = groups[id(params['backbone.stages.3.0.grn.beta'])]
+    assert (stage3['layer_id'], stage3['weight_decay']) == (num_layers, 0.)
+    assert groups[id(params['backbone.stages.3.0.pwconv1.weight'])][
+        'weight_decay'] == 0.05
+
+
+def per_param(optim_wrapper, model):
+    """``name -> (lr, weight_decay)`` of every parameter in a group."""
+    by_tensor = {id(p): (g['lr'], g['weight_decay'])
+                 for g in optim_wrapper.optimizer.param_groups
+                 for p in g['params']}
+    return {n: by_tensor[id(p)] for n, p in model.named_parameters()
+            if id(p) in by_tensor}
+
+
+@pytest.mark.parametrize('name,depth2,num_layers', [
+    ('mask_rcnn_convnextv2_b', 6, 5), ('upernet_convnextv2_b_512', 8, 6)])
+def test_same_groups_as_openmmlab_constructor(name, depth2, num_layers):
+    """The V2 paper configs, shrunk, under mmdet's and mmseg's scope: each
+    parameter gets the lr and weight decay of mmdet's / mmseg's own
+    LearningRateDecayOptimizerConstructor (which takes any backbone whose
+    class name contains 'ConvNeXt')."""
+    cfg = load(f'convnextv2/{name}')
+    cfg = prepare_train_cfg(cfg, work_dir='unused', check_data=False,
+                            cfg_options={
+                                **tiny_options(cfg),
+                                'model.backbone.arch': dict(
+                                    _delete_=True, depths=[1, 1, depth2, 1],
+                                    dims=[8, 16, 32, 64]),
+                                'optim_wrapper.paramwise_cfg.num_layers':
+                                num_layers})
+    model = build_model_without_weights(cfg)
+    assert type(model.backbone) is ConvNeXtV2
+    scope = cfg.default_scope
+    official = importlib.import_module(f'{scope}.engine.optimizers') \
+        .LearningRateDecayOptimizerConstructor
+    wrapper_cfg = dict(optimizer=dict(cfg.optim_wrapper.optimizer))
+    paramwise = dict(cfg.optim_wrapper.paramwise_cfg)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # their per-parameter lines
+    try:
+        theirs = per_param(official(wrapper_cfg, paramwise)(model), model)
+    finally:
+        logger.setLevel(level)
+    ours = per_param(ConvNeXtLayerDecayOptimizerConstructor(
+        wrapper_cfg, paramwise)(model), model)
+    assert ours == theirs
+    assert len({lr for lr, _ in ours.values()}) == (
+        num_layers + 2 if paramwise['decay_type'] == 'layer_wise' else 6)
+
+
+# --------------------------------------------------------------- configs
+URL = 'https://dl.fbaipublicfiles.com/convnext/convnextv2/{}/convnextv2_{}'
+# The paper's COCO runs (Table 6, Appendix A.3): arch, drop path (ours,
+# from the sweep), decay rate (ours, from the sweep), num_layers.
+COCO = {
+    'mask_rcnn_convnextv2_b': ('base', 0.4, 0.95, 12),
+    'mask_rcnn_convnextv2_l': ('large', 0.5, 0.95, 12),
+    'mask_rcnn_convnextv2_h': ('huge', 0.5, 0.95, 12),
+}
+# The paper's ADE20K runs (Table 7, Appendix A.4): arch, drop path (ours),
+# params (M) of Table 7.
+ADE = {
+    'upernet_convnextv2_b_512': ('base', 0.4, 122),
+    'upernet_convnextv2_l_512': ('large', 0.4, 235),
+    'upernet_convnextv2_h_512': ('huge', 0.4, 707),
+}
+
+
+def test_every_v2_config_has_a_row():
+    names = {osp.splitext(osp.basename(p))[0] for p in glob.glob(
+        osp.join(CONFIG_DIR, 'convnextv2', '*.py'))}
+    assert names == set(COCO) | set(ADE)
+
+
+def by_type(transforms, type_name):
+    found = [t for t in transforms if t['type'] == type_name]
+    assert len(found) == 1, (type_name, transforms)
+    return found[0]
+
+
+def load_v2(name, arch, drop_path, checkpoint):
+    """A V2 config, checked for what every one of them states: the V2
+    backbone (no layer scale), its arch, drop path and weights."""
+    cfg = load(f'convnextv2/{name}')
+    backbone = cfg.model.backbone
+    assert (backbone.type, backbone.arch, backbone.drop_path_rate,
+            backbone.layer_scale_init_value) == ('ConvNeXtV2', arch,
+                                                 drop_path, None)
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
+    return cfg
+
+
+@pytest.mark.parametrize('name', sorted(COCO))
+def test_coco_hyper_parameters(name):
+    arch, drop_path, decay_rate, num_layers = COCO[name]
+    # the FCMAE pre-trained encoder
+    cfg = load_v2(name, arch, drop_path,
+                  URL.format('pt_only', f'{arch}_1k_224_fcmae.pt'))
+    assert cfg.model.type == 'MaskRCNN'
+    optim = cfg.optim_wrapper
+    assert (optim.type, optim.optimizer.type, optim.optimizer.lr,
+            optim.optimizer.weight_decay) == ('AmpOptimWrapper', 'AdamW',
+                                              1e-4, 0.05)
+    assert optim.paramwise_cfg == dict(
+        decay_rate=decay_rate, decay_type='layer_wise', num_layers=num_layers)
+    # batch 32 = 8 x 4, 3x schedule
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=32)
+    assert cfg.train_cfg.max_epochs == 36
+    # large-scale jittering: 1024x1024, scale range [0.1, 2.0]
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    resize = by_type(pipeline, 'RandomResize')
+    assert (tuple(resize.scale), tuple(resize.ratio_range)) == ((1024, 1024),
+                                                                (0.1, 2.0))
+    assert tuple(by_type(pipeline, 'RandomCrop').crop_size) == (1024, 1024)
+    assert cfg.model.data_preprocessor.batch_augments == [
+        dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]
+    # single-scale test with soft-NMS
+    assert cfg.model.test_cfg.rcnn.nms.type == 'soft_nms'
+    assert tuple(by_type(cfg.test_dataloader.dataset.pipeline,
+                         'Resize').scale) == (1333, 800)
+
+
+@pytest.mark.parametrize('name', sorted(ADE))
+def test_ade20k_hyper_parameters(name):
+    arch, drop_path, _ = ADE[name]
+    # the weights after IN-1K fine-tuning
+    cfg = load_v2(name, arch, drop_path,
+                  URL.format('im1k', f'{arch}_1k_224_ema.pt'))
+    optim = cfg.optim_wrapper
+    assert (optim.optimizer.lr, optim.optimizer.weight_decay) == (1e-4, 0.05)
+    assert optim.paramwise_cfg == dict(
+        decay_rate=0.9, decay_type='stage_wise', num_layers=12)
+    assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
+    assert cfg.train_cfg.max_iters == 160000
+    assert tuple(by_type(cfg.train_dataloader.dataset.pipeline,
+                         'RandomCrop').crop_size) == (512, 512)
+    resizes = cfg.tta_pipeline[1].transforms[0]
+    assert [tuple(r.scale) for r in resizes] == [
+        (int(2048 * r), int(512 * r)) for r in (0.75, 0.875, 1.0, 1.125, 1.25)]
+
+
+@pytest.mark.parametrize('name', sorted(COCO) + sorted(ADE))
+def test_full_model(name):
+    """Build once (on the meta device: shapes only): the neck's / heads'
+    in_channels are the backbone's out_channels, the parameter count is
+    the paper's (ADE20K, Table 7) and the lr-decay constructor takes it."""
+    cfg = prepare_train_cfg(load(f'convnextv2/{name}'), work_dir='unused',
+                            check_data=False)
+    with torch.device('meta'):
+        model = build_model_without_weights(cfg)
+    out = list(model.backbone.out_channels)
+    assert type(model.backbone) is ConvNeXtV2
+    if name in COCO:
+        assert list(model.neck.in_channels) == out
+    else:
+        assert list(model.decode_head.in_channels) == out
+        assert model.auxiliary_head.in_channels == out[2]
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        assert abs(params - ADE[name][-1]) < 1, params
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    lrs = [g['lr'] for g in wrapper.optimizer.param_groups]
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert min(lrs) == pytest.approx(
+        1e-4 * paramwise.decay_rate**(paramwise.num_layers + 1))
+
+
+@pytest.mark.parametrize('name', ['mask_rcnn_convnextv2_b',
+                                  'upernet_convnextv2_b_512'])
+def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
+    """One training iteration and one validation with the paper config's
+    pipelines (scales / 8), a micro V2 backbone and toy data."""
+    monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
+    cfg = load(f'convnextv2/{name}')
+    coco = name in COCO
+    options = {
+        **toy_options(cfg, toy_coco if coco else toy_ade),
+        **tiny_options(cfg), 'visualizer.name': f'visualizer_{name}',
+        'train_dataloader.dataset.indices': 2,
+        'train_dataloader.batch_size': 2,
+        'val_dataloader.dataset.indices': 1,
+    }
+    if coco:  # the LSJ pad, shrunk like the crop
+        options['model.data_preprocessor.batch_augments'] = [
+            dict(type='BatchFixedSizePad', size=(128, 128), pad_mask=True)]
+    cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path), cfg_options=options)
+    with torch.backends.mkldnn.flags(enabled=False):
+        runner = build_runner(cfg)
+        runner.train()
+    assert type(runner.model.backbone) is ConvNeXtV2
+    scalars = runner.message_hub.log_scalars
+    assert runner.iter == 1
+    assert math.isfinite(scalars['train/loss'].current())
+    assert ('val/coco/bbox_mAP' if coco else 'val/mIoU') in scalars
+
+
+# ------------------------------------------------------------ toy config
+def test_toy_v2_detector_trains(toy_coco, tmp_path, monkeypatch):
+    """The toy V2 config trains on the shared toy set through
+    tools.lib.prepare / runner, as tools/train.py runs it, and evaluates:
+    finite losses, GRN (zero at init) learnt, no layer scale."""
+    monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'toy',
+                                   'mask_rcnn_convnextv2_atto_toy.py'))
+    options = {
+        **toy_cfg_options(toy_coco, coco=True),
+        'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1,
+        'train_dataloader.batch_size': 2,
+        'default_hooks.logger.interval': 1, 'log_level': 'WARNING',
+        # the 64 px toy images as they are, fewer RoIs: a CPU-second step
+        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+        'val_dataloader.dataset.pipeline.1.scale': (64, 64),
+        'model.train_cfg.rpn_proposal.max_per_img': 100,
+        'model.train_cfg.rcnn.sampler.num': 32,
+        'model.test_cfg.rpn.max_per_img': 50,
+    }
+    cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path), cfg_options=options)
+    runner = build_runner(cfg)
+    runner.train()
+    assert runner.iter == 4  # 8 images, batch 2, one epoch
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert 'coco/bbox_mAP' in runner.message_hub.log_scalars.keys() or \
+        'val/coco/bbox_mAP' in runner.message_hub.log_scalars
+    backbone = runner.model.backbone
+    assert type(backbone) is ConvNeXtV2
+    grn = backbone.stages[3][1].grn
+    assert grn.gamma.abs().sum() > 0 and grn.beta.abs().sum() > 0
+    assert all(block.gamma is None for stage in backbone.stages
+               for block in stage)
