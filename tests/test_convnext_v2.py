@@ -206,6 +206,19 @@ def test_fused_kernels_run_in_inference():
             assert_relatively_close(out, exp)
 
 
+def test_exported_graph_uses_plain_ops():
+    """torch.export records the plain ops (GRN included), not the private
+    fused kernels, and computes the same."""
+    model, ref = twins()
+    model.eval(), ref.eval()
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.export.export(model, (x, ))
+    assert '_linear_pointwise' not in str(exported.graph)
+    with torch.no_grad():
+        for out, exp in zip(exported.module()(x), ref(x)):
+            assert_relatively_close(out, exp)
+
+
 # ------------------------------------------------------------------ GRN
 def test_grn_statistics_and_arithmetic_in_fp32_under_autocast():
     grn = randomize_(GRN(32))
