@@ -24,6 +24,7 @@ from .layernorm import LayerNorm2d  # noqa: E402
 from .optim_constructor import \
     ConvNeXtLayerDecayOptimizerConstructor  # noqa: E402
 from .presets import ARCH_SETTINGS, out_channels, resolve_arch  # noqa: E402
+from .swap import swap_backbone  # noqa: E402
 from .version import __version__  # noqa: E402
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     'ConvNeXtLayerDecayOptimizerConstructor', 'ConvNeXtV2', 'ConvNeXtV2Block',
     'GRN', 'LayerNorm2d', 'RandomStateHook',
     'convert_to_convnext', 'get_layer_id_for_convnext',
-    'load_convnext_checkpoint', 'out_channels', 'resolve_arch', '__version__'
+    'load_convnext_checkpoint', 'out_channels', 'resolve_arch', 'swap_backbone',
+    '__version__'
 ]
