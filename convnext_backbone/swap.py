@@ -462,9 +462,10 @@ def _registered_name(cfg: Config, type_name: str) -> str:
     """``type_name`` as the config's scope must spell it to build this
     package's class: a scope with its own ConvNeXt (mmpretrain) would win
     over the root registry's, so there it is ``'mmengine.ConvNeXt'``."""
-    from mmengine.registry import MODELS, DefaultScope
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        found = MODELS.get(type_name)
+    from mmengine.registry import MODELS
+    scope = cfg.get('default_scope')
+    with MODELS.switch_scope_and_registry(scope) as registry:
+        found = registry.get(type_name)
     ours = {'ConvNeXt': ConvNeXt, 'ConvNeXtV2': ConvNeXtV2}[type_name]
     return type_name if found is ours else f'{MODELS.scope}.{type_name}'
 

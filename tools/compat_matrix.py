@@ -61,6 +61,10 @@ def _versions() -> str:
     return ', '.join(found)
 
 
+def _levels(values: List[int]) -> str:
+    return ', '.join(map(str, values))
+
+
 def render(rows: List[dict]) -> str:
     """The markdown page of the records, one table row per case."""
     lines = [
@@ -74,20 +78,32 @@ def render(rows: List[dict]) -> str:
         '`train_step` and one `test_step` on two synthetic CPU samples '
         '(heads / queries / points shrunk through config keys after the '
         'swap, so the step takes seconds). `pass` means the loss was '
-        'finite and the predictions had the expected types and shapes.',
+        'finite and the predictions had the expected types and shapes; '
+        '`seconds` is the wall time of swap, build, step and prediction on '
+        'the machine that generated the page (2 CPU cores).',
         '',
-        '| framework | architecture | shipped config | old backbone: '
-        'strides (channels) | result | notes |',
-        '|---|---|---|---|---|---|',
+        '| framework | architecture | shipped config | old backbone: strides '
+        '(channels) | ConvNeXt-atto: out_indices, strides (channels) | '
+        'result | seconds | notes |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for row in rows:
-        old = (f"{row['old_backbone']}: "
-               f"{', '.join(map(str, row['old_strides']))} "
-               f"({', '.join(map(str, row['old_channels']))})")
-        note = row['note'].replace('|', '\\|').replace('\n', ' ')
+        old = (f"{row['old_backbone']}: {_levels(row['old_strides'])} "
+               f"({_levels(row['old_channels'])})")
+        new = (f"({_levels(row['out_indices'])}), "
+               f"{_levels(row['new_strides'])} "
+               f"({_levels(row['new_channels'])})") if 'out_indices' in row \
+            else '-'
+        note = row['note']
+        if 'new_strides' in row and row['new_strides'] != row['old_strides']:
+            note = ('dilated backbone: stride(s) '
+                    f"{_levels(row['old_strides'])} become "
+                    f"{_levels(row['new_strides'])} (logged). {note}")
+        note = note.replace('|', '\\|').replace('\n', ' ').strip()
         lines.append(f"| {row['framework']} | {row['architecture']} | "
-                     f"`{row['config']}` | {old} | {row['result']} | "
-                     f'{note} |')
+                     f"`{row['config']}` | {old} | {new} | {row['result']} | "
+                     f"{row['seconds'] if row['seconds'] is not None else '-'}"
+                     f' | {note} |')
     return '\n'.join(lines) + '\n'
 
 
