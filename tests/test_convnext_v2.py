@@ -752,7 +752,7 @@ def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
     coco = name in COCO
     options = {
         **toy_options(cfg, toy_coco if coco else toy_ade),
-        **tiny_options(cfg), 'visualizer.name': f'visualizer_{name}',
+        **tiny_options(cfg),
         'train_dataloader.dataset.indices': 2,
         'train_dataloader.batch_size': 2,
         'val_dataloader.dataset.indices': 1,

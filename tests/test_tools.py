@@ -275,7 +275,6 @@ def test_seg_test_options_tta_show_out(toy_ade, tmp_path):
     --show-dir and --out through the test path of tools/test.py."""
     cfg = load('upernet_convnext_t_512')
     options = {**toy_options(cfg, toy_ade), **tiny_options(cfg),
-               'visualizer.name': 'visualizer_seg_tools',
                'val_dataloader.dataset.indices': 1,
                'test_dataloader.dataset.indices': 1}
     # save the one-iteration model for the test below
@@ -286,7 +285,6 @@ def test_seg_test_options_tta_show_out(toy_ade, tmp_path):
             cfg, work_dir=str(tmp_path / 'train'), cfg_options=options)
         build_runner(train_cfg).train()
         ckpt = str(tmp_path / 'train' / 'iter_1.pth')
-        options['visualizer.name'] = 'visualizer_seg_tools_test'
         test_cfg = prepare_test_cfg(
             cfg,
             ckpt,
@@ -300,6 +298,30 @@ def test_seg_test_options_tta_show_out(toy_ade, tmp_path):
     assert 'mIoU' in metrics
     assert glob.glob(str(tmp_path / 'show' / '**' / '*.png'), recursive=True)
     assert glob.glob(str(tmp_path / 'pred' / '*.png'))
+
+
+def test_each_runner_draws_with_its_own_visualizer(toy_coco, toy_ade,
+                                                  tmp_path):
+    """Runners built one after another in one process (tools/demo.py, these
+    tests) each get a visualizer of their own config's class, although the
+    mmdet and mmseg configs all name theirs 'visualizer' (a detector that
+    drew with an earlier SegLocalVisualizer failed in CI)."""
+    from mmengine.visualization import Visualizer
+    built = []
+    for name, root in (('toy/upernet_convnext_atto_toy', toy_ade),
+                       ('toy/mask_rcnn_convnext_atto_toy', toy_coco),
+                       ('toy/upernet_convnext_atto_toy', toy_ade),
+                       ('toy/mask_rcnn_convnext_atto_toy', toy_coco)):
+        cfg = load(name)
+        assert cfg.visualizer.name == 'visualizer'
+        cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path / str(len(built))),
+                                cfg_options=toy_options(cfg, root))
+        runner = build_runner(cfg)
+        current = Visualizer.get_current_instance()
+        assert current is runner.visualizer
+        assert type(current).__name__ == cfg.visualizer.type
+        assert current not in built
+        built.append(current)
 
 
 @pytest.mark.parametrize('cuda', [True, False])
@@ -341,3 +363,45 @@ def test_cuda_processes_must_fit_the_gpus(processes, gpus, ok):
     assert '4 processes' in message and '1 GPU(s)' in message
     assert 'CUDA_VISIBLE_DEVICES=0' in message
     assert 'tools/dist_train.sh CONFIG 1' in message
+
+
+@pytest.mark.parametrize('script, args, expected', [
+    ('dist_train.sh', ['cfg.py', '2', '--amp'],
+     ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+      '--master_addr=127.0.0.1', '--nproc_per_node=2', '--master_port=29500',
+      f'{TOOLS}/train.py', 'cfg.py', '--amp', '--launcher', 'pytorch']),
+    ('dist_test.sh', ['cfg.py', 'ck.pth', '2', '--out', 'p.pkl'],
+     ['-m', 'torch.distributed.run', '--nnodes=1', '--node_rank=0',
+      '--master_addr=127.0.0.1', '--nproc_per_node=2', '--master_port=29500',
+      f'{TOOLS}/test.py', 'cfg.py', 'ck.pth', '--out', 'p.pkl',
+      '--launcher', 'pytorch']),
+    ('slurm_train.sh', ['part', 'job', 'cfg.py', 'wd', '--amp'],
+     ['srun', '-p', 'part', '--job-name=job', '--gres=gpu:4', '--ntasks=8',
+      '--ntasks-per-node=4', '--cpus-per-task=5', '--kill-on-bad-exit=1',
+      '--exclusive', 'fakepython', '-u', f'{TOOLS}/train.py', 'cfg.py',
+      '--work-dir=wd', '--amp', '--launcher=slurm']),
+    ('slurm_test.sh', ['part', 'job', 'cfg.py', 'ck.pth', '--tta'],
+     ['srun', '-p', 'part', '--job-name=job', '--gres=gpu:4', '--ntasks=8',
+      '--ntasks-per-node=4', '--cpus-per-task=5', '--kill-on-bad-exit=1',
+      '--exclusive', 'fakepython', '-u', f'{TOOLS}/test.py', 'cfg.py',
+      'ck.pth', '--tta', '--launcher=slurm']),
+])
+def test_launch_scripts_run_the_tool_with_its_arguments(
+        script, args, expected, tmp_path):
+    """The four launch scripts share tools/lib/torchrun.sh and srun.sh:
+    the command each runs, seen through a fake srun and python that print
+    their arguments."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name in ('srun', 'fakepython'):
+        fake = bin_dir / name
+        fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+        fake.chmod(0o755)
+    env = {'PATH': f'{bin_dir}:{os.environ["PATH"]}', 'PYTHON': 'fakepython',
+           'GPUS': '8', 'GPUS_PER_NODE': '4', 'SRUN_ARGS': '--exclusive'}
+    result = run(['bash', osp.join(TOOLS, script), *args], env=env)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    if script.startswith('slurm'):
+        printed = ['srun'] + printed
+    assert printed == expected

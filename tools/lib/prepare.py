@@ -133,11 +133,9 @@ def _enable_visualization(cfg: Config, scope: str, show_dir: str) -> None:
     else:
         hook['interval'] = 1  # every test image, as mmdet's hook does
         # <show_dir>/vis_data/vis_image/test_<image name>_<iter>.png
+        # (build_runner gives the run its own visualizer instance, so this
+        # save_dir is not that of an earlier run in the same process)
         cfg.visualizer['save_dir'] = show_dir
-        # Visualizers are process-wide instances by name: a test after a
-        # training in the same process (tools/demo.py) would otherwise get
-        # the training's instance, which saves into the training's log dir.
-        cfg.visualizer['name'] = f'visualizer:{show_dir}'
 
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.runner import Runner
+from mmengine.visualization import Visualizer
 
 from .device import check_cuda_processes
 from .errors import ConfigPrepareError
@@ -38,6 +39,28 @@ def _init_cpu_distributed(cfg: Config) -> None:
     torch_dist.init_process_group(backend=backend, **dist_cfg)
 
 
+def _own_visualizer_name(cfg: Config) -> None:
+    """Give this run a visualizer name not yet used in the process.
+
+    Visualizers are process-wide instances by name (mmengine's
+    ``ManagerMixin``), and the hooks draw with
+    ``Visualizer.get_current_instance()``: the instance whose *name* was
+    registered last. A second Runner in one process (``tools/demo.py``, the
+    tests, a notebook) reusing the configs' ``name='visualizer'`` would get
+    the earlier run's instance (its save_dir, or a ``SegLocalVisualizer`` in
+    a detector), or not be the current one. mmengine's own default, when
+    a config names none, is likewise one name per run.
+    """
+    visualizer = cfg.get('visualizer')
+    if not isinstance(visualizer, dict):
+        return
+    base = visualizer.get('name', 'visualizer')
+    name, k = base, 1
+    while Visualizer.check_instance_created(name):
+        k += 1
+        name = f'{base}#{k}'
+    visualizer['name'] = name
+
 
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner for a prepared config (``runner_type`` honoured).
@@ -56,6 +79,7 @@ def build_runner(cfg: Config) -> Runner:
             and not (torch_dist.is_available()
                      and torch_dist.is_initialized())):
         _init_cpu_distributed(cfg)
+    _own_visualizer_name(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
         return RUNNERS.build(cfg)
