@@ -9,7 +9,7 @@ STAMP := $(VENV)/.convnext_backbone-installed
 
 .PHONY: install test demo downstream clean
 
-$(STAMP): tools/install.sh requirements/runtime.txt requirements/tests.txt setup.py
+$(STAMP): tools/install.sh requirements/runtime.txt requirements/constraints.txt requirements/tests.txt setup.py
 	VENV=$(abspath $(VENV)) bash tools/install.sh
 	touch $@
 

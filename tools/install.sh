@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Idempotent install of convnext_backbone and its pinned stack into a venv.
+# Idempotent install of convnext_backbone and its stack into a venv.
 #
 #   VENV=.venv (default)  the environment; created if missing. To use a CUDA
 #                         torch, create the venv yourself and install torch in
 #                         it first: an importable torch is always kept, and
 #                         mmcv's ops are built against it.
 #   CONVNEXT_BACKBONE_CACHE  where built mmcv wheels are kept, keyed by mmcv,
-#                         torch and Python versions (default
+#                         torch, CUDA, GPU architectures and Python (default
 #                         ${XDG_CACHE_HOME:-~/.cache}/convnext_backbone).
+#   TORCH_CUDA_ARCH_LIST  GPU architectures of mmcv's CUDA ops (e.g. "9.0";
+#                         default: those of the visible GPUs).
+#   MMCV_CUDA=0           build mmcv's CPU ops only, even with a GPU visible.
+#
+# numpy: an installed numpy (1.26 or 2.x) is kept; a new environment gets the
+# versions of requirements/constraints.txt (numpy 2).
 #
 # mmcv 2.1.0 (the newest that mmdet 3.3 / mmseg 1.2 accept) has no wheel for
-# today's torch: it is built from its source tarball with its C++ ops, which
-# takes ~18 min on 2 cores the first time and seconds afterwards (cache).
+# today's torch: it is built from its source tarball with its C++ ops the
+# first time (measured: 919 s on 2 cores with CPU ops; 393 s on 16 cores with
+# CUDA ops for one GPU architecture) and installed from the cache afterwards.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,8 +43,9 @@ else
   log "installing torch==$TORCH_DEFAULT"
   pip_install "torch==$TORCH_DEFAULT"
 fi
-# Build requirements of mmcv's setup.py (it imports pkg_resources).
-pip_install "setuptools>=77,<81" wheel ninja numpy==1.26.4 packaging
+# Build requirements of mmcv's setup.py (it imports pkg_resources; its ops
+# include no numpy header, so numpy is left to the requirements below).
+pip_install "setuptools>=77,<81" wheel ninja packaging
 
 mmcv_ops_ok() {
   "$PY" - <<'PY' 2>/dev/null
@@ -50,21 +58,83 @@ assert keep.tolist() == [0, 2], keep
 PY
 }
 
+# What to build mmcv's ops for: CUDA when this torch has CUDA and either GPUs
+# are visible or TORCH_CUDA_ARCH_LIST names architectures (then only those:
+# every architecture of a CUDA release would multiply the build time).
+cuda_plan() {
+  "$PY" - <<'PY'
+import os, warnings
+warnings.filterwarnings("ignore")  # torch warns when numpy is not installed yet
+import torch
+from torch.utils.cpp_extension import CUDA_HOME
+archs = os.environ.get('TORCH_CUDA_ARCH_LIST', '').strip()
+if os.environ.get('MMCV_CUDA', '1') == '0' or torch.version.cuda is None:
+    print('cpu')
+elif not archs and not torch.cuda.is_available():
+    print('cpu')
+else:
+    if not archs:
+        archs = ';'.join(sorted({'%d.%d' % torch.cuda.get_device_capability(i)
+                                 for i in range(torch.cuda.device_count())}))
+    if CUDA_HOME is None:
+        print('nocuda', torch.version.cuda, archs)
+    else:
+        print('cuda', torch.version.cuda, archs)
+PY
+}
+
+# The build runs in the background; this prints the elapsed time every
+# minute so a first install does not look hung.
+build_with_progress() {
+  local expected=$1; shift
+  local start=$(date +%s)
+  "$@" &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 10
+    local elapsed=$(( $(date +%s) - start ))
+    if kill -0 "$pid" 2>/dev/null && (( elapsed % 60 < 10 )); then
+      log "mmcv build: $(( elapsed / 60 )) min elapsed (expected ~$expected min)"
+    fi
+  done
+  wait "$pid"
+  log "mmcv built in $(( $(date +%s) - start )) s"
+}
+
 if mmcv_ops_ok; then
   log "mmcv $MMCV_VERSION with ops already installed"
 else
+  read -r PLAN CUDA_VERSION ARCHS <<<"$(cuda_plan)"
+  if [[ $PLAN == nocuda ]]; then
+    echo "[install] ERROR: torch has CUDA $CUDA_VERSION and GPUs ($ARCHS) are visible, but no CUDA toolkit (nvcc) was found to build mmcv's CUDA ops." >&2
+    echo "[install] Install the CUDA $CUDA_VERSION toolkit and set CUDA_HOME, or set MMCV_CUDA=0 to build CPU ops only." >&2
+    exit 1
+  fi
+  # CPU builds keep the key of earlier versions of this script (its cache
+  # stays valid); CUDA builds add the CUDA version and architectures.
   KEY=$("$PY" -c "import sys, torch; print(f'mmcv-$MMCV_VERSION-torch{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}')")
+  JOBS=${MAX_JOBS:-$(nproc)}
+  if [[ $PLAN == cuda ]]; then
+    KEY="$KEY-cuda$CUDA_VERSION-sm${ARCHS//;/_}"
+    # 393 s on 16 cores for one architecture; scales with both
+    N_ARCHS=$(( $(tr -cd ';' <<<"$ARCHS" | wc -c) + 1 ))
+    EXPECTED=$(( (393 * 16 * N_ARCHS / JOBS + 59) / 60 ))
+    BUILD_ENV=(FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$ARCHS")
+    WHAT="CPU and CUDA $CUDA_VERSION ops for architectures $ARCHS"
+  else
+    EXPECTED=$(( (919 * 2 / JOBS + 59) / 60 ))  # 919 s measured on 2 cores
+    BUILD_ENV=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)  # CPU ops even beside a GPU
+    WHAT="CPU ops"
+  fi
   WHEEL_DIR="$CACHE/wheels/$KEY"
   WHEEL=$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -1 || true)
   if [[ -z "$WHEEL" ]]; then
-    log "building mmcv $MMCV_VERSION with ops against torch (~18 min on 2 cores; cached in $WHEEL_DIR)"
+    log "building mmcv $MMCV_VERSION with $WHAT on $JOBS cores: expected ~$EXPECTED min the first time; cached in $WHEEL_DIR"
     TMP=$(mktemp -d)
     trap 'rm -rf "$TMP"' EXIT
     "$PY" -m pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$TMP/src"
-    start=$(date +%s)
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel -q \
-      --no-build-isolation --no-deps -w "$TMP/wheel" "$TMP"/src/mmcv-*.tar.gz
-    log "mmcv built in $(( $(date +%s) - start )) s"
+    build_with_progress "$EXPECTED" env MMCV_WITH_OPS=1 MAX_JOBS="$JOBS" "${BUILD_ENV[@]}" \
+      "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$TMP/wheel" "$TMP"/src/mmcv-*.tar.gz
     mkdir -p "$WHEEL_DIR"
     mv "$TMP"/wheel/mmcv-*.whl "$WHEEL_DIR"/
     WHEEL=$(ls "$WHEEL_DIR"/mmcv-*.whl | head -1)
@@ -74,8 +144,19 @@ else
   pip_install --no-deps --force-reinstall "$WHEEL"
 fi
 
-log "installing pinned requirements"
-pip_install -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
+# An installed numpy is kept whatever else asks for (a CUDA image's scipy may
+# need numpy 2, an older environment 1.26); a new environment gets the
+# tested versions of requirements/constraints.txt.
+CONSTRAINTS=$(mktemp)
+if NUMPY_HAVE=$("$PY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null); then
+  log "keeping installed numpy $NUMPY_HAVE"
+  echo "numpy==$NUMPY_HAVE" >"$CONSTRAINTS"
+else
+  cp "$REPO/requirements/constraints.txt" "$CONSTRAINTS"
+fi
+log "installing requirements"
+pip_install -c "$CONSTRAINTS" -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
+rm -f "$CONSTRAINTS"
 pip_install --no-deps --no-build-isolation -e "$REPO"
 
 if ! mmcv_ops_ok; then
@@ -83,4 +164,4 @@ if ! mmcv_ops_ok; then
   echo "[install] Remove the cached wheel under $CACHE/wheels and rerun; see the build log above." >&2
   exit 1
 fi
-"$PY" -c "import convnext_backbone, mmdet, mmseg; print('[install] ok: mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"
+"$PY" -c "import convnext_backbone, mmdet, mmseg, numpy, torch; print('[install] ok: torch', torch.__version__, 'numpy', numpy.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"
