@@ -1,10 +1,7 @@
 # Cascade Mask R-CNN, ConvNeXt-B (IN-1K pretrained), COCO 3x.
 # Paper (Table 3): 52.7 box AP / 45.6 mask AP on val2017.
-_base_ = [
-    './_base_/models/cascade_mask_rcnn_convnext_fpn.py',
-    './_base_/datasets/coco_instance_ms_crop.py',
-    './_base_/schedules/coco_adamw_3x.py', './_base_/runtime_det.py'
-]
+# The T config with the B backbone; lr 2e-4 as for T.
+_base_ = './cascade_mask_rcnn_convnext_t.py'
 # mmengine reads a config with imports as an old-style one only if `_base_`
 # is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
@@ -15,12 +12,7 @@ model = dict(
     backbone=dict(
         arch=arch,
         drop_path_rate=0.7,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=out_channels(arch)))
 
-optim_wrapper = dict(
-    # Mixed precision, as in the paper's run.
-    type='AmpOptimWrapper',
-    loss_scale='dynamic',
-    optimizer=dict(lr=2e-4),
-    paramwise_cfg=dict(decay_rate=0.8, num_layers=12))
+optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.8, num_layers=12))

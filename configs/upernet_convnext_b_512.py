@@ -1,28 +1,19 @@
 # UperNet, ConvNeXt-B (IN-1K pretrained), ADE20K 512x512, 160k iters.
 # Paper (Table 4): 49.1 mIoU single-scale, 49.9 multi-scale
 # (tools/test.py --tta).
-_base_ = [
-    './_base_/models/upernet_convnext.py',
-    './_base_/datasets/ade20k_512.py',
-    './_base_/schedules/ade20k_adamw_160k.py', './_base_/runtime_seg.py'
-]
+# The T config with the B backbone (drop path 0.4 as for T).
+_base_ = './upernet_convnext_t_512.py'
 # mmengine reads a config with imports as an old-style one only if `_base_`
 # is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'base'
-crop_size = (512, 512)
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_base_1k_224.pth'  # noqa: E501
 model = dict(
-    data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch=arch,
-        drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=out_channels(arch)),
-    auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]),
-    # Single-scale test: sliding window of the training crop.
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]))
 
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-4), paramwise_cfg=dict(num_layers=12))
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=12))

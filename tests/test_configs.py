@@ -115,6 +115,33 @@ def test_common_settings(name):
     assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # as released; see runtime
 
 
+# Each variant states only what differs from the first config of its family
+# (the T config; for fp32 L/XL and ADE20K 640 crops, the first of those).
+FAMILY = {
+    'cascade_mask_rcnn_convnext_s': 'cascade_mask_rcnn_convnext_t',
+    'cascade_mask_rcnn_convnext_b': 'cascade_mask_rcnn_convnext_t',
+    'cascade_mask_rcnn_convnext_b_in22k': 'cascade_mask_rcnn_convnext_t',
+    'cascade_mask_rcnn_convnext_l_in22k': 'cascade_mask_rcnn_convnext_t',
+    'cascade_mask_rcnn_convnext_xl_in22k':
+    'cascade_mask_rcnn_convnext_l_in22k',
+    'mask_rcnn_convnext_t_1x': 'mask_rcnn_convnext_t',
+    'upernet_convnext_s_512': 'upernet_convnext_t_512',
+    'upernet_convnext_b_512': 'upernet_convnext_t_512',
+    'upernet_convnext_l_640_in22k': 'upernet_convnext_b_640_in22k',
+    'upernet_convnext_xl_640_in22k': 'upernet_convnext_b_640_in22k',
+}
+
+
+@pytest.mark.parametrize('name', sorted(FAMILY))
+def test_variants_inherit_their_family_config(name):
+    """A variant is a short file over its family's config, not a copy."""
+    with open(osp.join(CONFIG_DIR, f'{name}.py')) as f:
+        lines = f.read().splitlines()
+    assert f"_base_ = './{FAMILY[name]}.py'" in lines
+    code = [ln for ln in lines if ln.strip() and not ln.startswith('#')]
+    assert len(code) <= 20, code
+
+
 @pytest.mark.parametrize('name', sorted(COCO))
 def test_coco_hyper_parameters(name):
     (detector, arch, drop_path, lr, decay_rate, num_layers, _, amp, epochs,
@@ -301,7 +328,7 @@ def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
     cfg = load(name)
     options = {
         **toy_options(cfg, toy_coco if name in COCO else toy_ade),
-        **tiny_options(cfg), 'visualizer.name': f'visualizer_{name}',
+        **tiny_options(cfg),
         # the first images of the shared toy sets: one step of batch 2
         'train_dataloader.dataset.indices': 2,
         'val_dataloader.dataset.indices': 1,

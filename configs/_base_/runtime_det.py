@@ -15,7 +15,7 @@ default_hooks = dict(
     # tools/test.py --show-dir turns drawing on.
     visualization=dict(type='DetVisualizationHook'))
 
-# On a machine without CUDA, convnext_backbone.runtime switches nccl to gloo
+# On a machine without CUDA, tools/lib/device.py switches nccl to gloo
 # (and AMP to fp32); the config itself stays as the paper's runs had it.
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,50 +1,21 @@
-# Cascade Mask R-CNN with a ConvNeXt backbone and FPN, heads as in the
-# official ConvNeXt runs: three ConvFCBBoxHead stages (4 shared convs with
-# SyncBN + 1 shared fc), class-specific regression of decoded boxes with GIoU
-# loss (weight 10), RPN smooth L1 (beta 1/9), 2000 proposals per training
-# image, FCN mask head with 4 convs.
+# Cascade Mask R-CNN with a ConvNeXt backbone and FPN: mmdet 3.3's own
+# Cascade Mask R-CNN base (RPN with smooth L1 beta 1/9 and 2000 proposals per
+# training image, three stages with IoU thresholds 0.5 / 0.6 / 0.7, FCN mask
+# head with 4 convs) with ConvNeXt in place of ResNet-50, and the box heads of
+# the official ConvNeXt runs: ConvFCBBoxHead (4 shared convs with SyncBN + 1
+# shared fc), class-specific regression of decoded boxes with GIoU loss
+# (weight 10).
 # Each config sets backbone `arch`, `drop_path_rate`, `init_cfg` and the FPN
-# `in_channels`, derived from the preset table (never retyped).
+# `in_channels` (ResNet-50's in mmdet's base), derived from the preset table.
+_base_ = 'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py'
 model = dict(
-    type='CascadeRCNN',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_mask=True,
-        pad_size_divisor=32),
     backbone=dict(
+        _delete_=True,
         type='ConvNeXt',
         out_indices=(0, 1, 2, 3),
         # Replaced by the pretrained gamma when the checkpoint loads.
         layer_scale_init_value=1.0),
-    neck=dict(type='FPN', out_channels=256, num_outs=5),
-    rpn_head=dict(
-        type='RPNHead',
-        in_channels=256,
-        feat_channels=256,
-        anchor_generator=dict(
-            type='AnchorGenerator',
-            scales=[8],
-            ratios=[0.5, 1.0, 2.0],
-            strides=[4, 8, 16, 32, 64]),
-        bbox_coder=dict(
-            type='DeltaXYWHBBoxCoder',
-            target_means=[.0, .0, .0, .0],
-            target_stds=[1.0, 1.0, 1.0, 1.0]),
-        loss_cls=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
     roi_head=dict(
-        type='CascadeRoIHead',
-        num_stages=3,
-        stage_loss_weights=[1, 0.5, 0.25],
-        bbox_roi_extractor=dict(
-            type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
-            out_channels=256,
-            featmap_strides=[4, 8, 16, 32]),
         # One head per stage; only the regression target stds differ.
         bbox_head=[
             dict(
@@ -70,71 +41,4 @@ model = dict(
                 loss_bbox=dict(type='GIoULoss', loss_weight=10.0))
             for target_stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
                                 [0.033, 0.033, 0.067, 0.067])
-        ],
-        mask_roi_extractor=dict(
-            type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
-            out_channels=256,
-            featmap_strides=[4, 8, 16, 32]),
-        mask_head=dict(
-            type='FCNMaskHead',
-            num_convs=4,
-            in_channels=256,
-            conv_out_channels=256,
-            num_classes=80,
-            loss_mask=dict(
-                type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
-    train_cfg=dict(
-        rpn=dict(
-            assigner=dict(
-                type='MaxIoUAssigner',
-                pos_iou_thr=0.7,
-                neg_iou_thr=0.3,
-                min_pos_iou=0.3,
-                match_low_quality=True,
-                ignore_iof_thr=-1),
-            sampler=dict(
-                type='RandomSampler',
-                num=256,
-                pos_fraction=0.5,
-                neg_pos_ub=-1,
-                add_gt_as_proposals=False),
-            allowed_border=0,
-            pos_weight=-1,
-            debug=False),
-        rpn_proposal=dict(
-            nms_pre=2000,
-            max_per_img=2000,
-            nms=dict(type='nms', iou_threshold=0.7),
-            min_bbox_size=0),
-        # One assigner per stage with IoU thresholds 0.5, 0.6, 0.7.
-        rcnn=[
-            dict(
-                assigner=dict(
-                    type='MaxIoUAssigner',
-                    pos_iou_thr=iou_thr,
-                    neg_iou_thr=iou_thr,
-                    min_pos_iou=iou_thr,
-                    match_low_quality=False,
-                    ignore_iof_thr=-1),
-                sampler=dict(
-                    type='RandomSampler',
-                    num=512,
-                    pos_fraction=0.25,
-                    neg_pos_ub=-1,
-                    add_gt_as_proposals=True),
-                mask_size=28,
-                pos_weight=-1,
-                debug=False) for iou_thr in (0.5, 0.6, 0.7)
-        ]),
-    test_cfg=dict(
-        rpn=dict(
-            nms_pre=1000,
-            max_per_img=1000,
-            nms=dict(type='nms', iou_threshold=0.7),
-            min_bbox_size=0),
-        rcnn=dict(
-            score_thr=0.05,
-            nms=dict(type='nms', iou_threshold=0.5),
-            max_per_img=100,
-            mask_thr_binary=0.5)))
+        ]))
