@@ -1,29 +1,36 @@
 """Speed and memory of the ConvNeXt backbone and of whole models.
 
 Backbone: every option combination asked for, each measured for this
-package's ``ConvNeXt`` and for the plain reference formulation
-(:mod:`tools.lib.reference`, the official code's way) in the same
-run, so every figure is also a ratio; and the machine's own matmul rate, so
-GFLOP/s are also a fraction of what the machine can do::
+package's ``ConvNeXt`` (``--versions 1 2``: and ``ConvNeXtV2``) and for the
+plain reference formulation (:mod:`tools.lib.reference`, the official
+code's way) in the same run, so every figure is also a ratio; and the
+device's own limits (matmul rate per precision, copy bandwidth), so GFLOP/s
+are also a fraction of what the device can do. ``--peers timm mmpretrain``
+adds those libraries' ConvNeXt, each first checked to compute the same
+features from the same weights::
 
     python tools/analysis/benchmark.py backbone --arch tiny --shape 512 512 \\
         --batch 1 --modes infer
     python tools/analysis/benchmark.py backbone --modes train --with-cp off on
+    python tools/analysis/benchmark.py backbone --versions 1 2 \\
+        --peers timm mmpretrain
     python tools/analysis/benchmark.py backbone --device cuda --batch 64 \\
         --precisions fp16 --channels-last on off --compile off on
 
 Whole model from a config (random weights, synthetic images and
 annotations; the train step is the config's own ``train_step`` with its
-optimizer wrapper)::
+optimizer wrapper); ``--peers mmpretrain`` also times the config with
+mmpretrain's ConvNeXt as its backbone, the same weights in both::
 
     python tools/analysis/benchmark.py model \\
-        configs/mask_rcnn_convnext_t.py --shape 800 1333
+        configs/mask_rcnn_convnext_t.py --shape 800 1333 --peers mmpretrain
 
 LayerNorm over channels, each formulation on NCHW and channels-last memory
 (how the backbone's choice was made)::
 
     python tools/analysis/benchmark.py layernorm --shape 1 96 128 128
 
+On CUDA steps are timed with CUDA events and cuDNN's autotuner is on.
 Prints markdown tables; ``--json PATH`` also writes every figure. Figures
 are defined in :mod:`tools.lib.measure`.
 """
