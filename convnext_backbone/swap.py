@@ -348,7 +348,7 @@ def rewrite_consumers(model: dict, old_channels: Sequence[int],
             key path.
     """
     consumers = find_consumers(model)
-    if not consumers:
+    if not any('in_channels' in node for _, node in consumers):
         raise SwapError(
             'found nothing that consumes the backbone outputs: no model.neck '
             'with in_channels and no model.*head with in_channels; set the '
@@ -368,7 +368,9 @@ def rewrite_consumers(model: dict, old_channels: Sequence[int],
 
 
 def find_consumers(model: dict) -> List[Tuple[str, dict]]:
-    """``(key path, config dict)`` of what consumes the backbone outputs."""
+    """``(key path, config dict)`` of what consumes the backbone outputs: the
+    neck (the first of a list) if it has ``in_channels``, else every
+    ``model.*head`` dict (entries of a list of heads one by one)."""
     neck = model.get('neck')
     path = 'model.neck'
     if isinstance(neck, (list, tuple)) and neck:
@@ -382,12 +384,23 @@ def find_consumers(model: dict) -> List[Tuple[str, dict]]:
         nodes = list(enumerate(value)) if isinstance(value,
                                                      (list, tuple)) else [
                                                          (None, value)]
-        for i, node in nodes:
-            if isinstance(node, dict) and any(
-                    k.endswith('in_channels') for k in node):
-                heads.append((f'model.{key}' + ('' if i is None else
-                                                f'.{i}'), node))
+        heads.extend((f'model.{key}' + ('' if i is None else f'.{i}'), node)
+                     for i, node in nodes if isinstance(node, dict))
     return heads
+
+
+def _nested_channels(node: Any, path: str) -> List[Tuple[str, Any]]:
+    """``(key path, value)`` of every ``*channels`` key below ``node``."""
+    found = []
+    items = node.items() if isinstance(node, dict) else enumerate(
+        node) if isinstance(node, (list, tuple)) else ()
+    for key, value in items:
+        sub = f'{path}.{key}'
+        if isinstance(key, str) and key.endswith('channels'):
+            found.append((sub, value))
+        else:
+            found.extend(_nested_channels(value, sub))
+    return found
 
 
 def _rewrite_consumer(path: str, node: dict, old: List[int],
@@ -404,6 +417,22 @@ def _rewrite_consumer(path: str, node: dict, old: List[int],
                 f'backbone; swap_backbone does not know this key ({produced})'
                 '; set it after the swap from convnext_backbone.presets.'
                 'out_channels(arch, out_indices)')
+    if not any(k.endswith('in_channels') for k in node):
+        # A head fed by the backbone without saying its input channels
+        # (mmdet's C4 roi_head: RoI extractor + ResLayer): fine unless a
+        # channel count of the old backbone sits inside it.
+        for key, value in _nested_channels(node, path):
+            ints = value if isinstance(value, (list, tuple)) else [value]
+            if any(v in old for v in ints):
+                raise SwapError(
+                    f'{key}={value!r}: {path} takes the backbone outputs '
+                    'directly (no neck) and this channel count of the old '
+                    f'backbone sits inside it ({produced}); swap_backbone '
+                    'cannot tell which of its layers consume the backbone; '
+                    'add a neck or set the channels after the swap from '
+                    'convnext_backbone.presets.out_channels(arch, '
+                    'out_indices)')
+        return []
     changes = []
     if 'in_channels' in node:
         value = node['in_channels']

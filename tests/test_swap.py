@@ -75,7 +75,7 @@ def shipped(framework, path):
 
 
 # ------------------------------------------------------------ the rules
-def test_neck_channels_strides_and_backbone(logs):
+def test_neck_channels_strides_and_backbone(logs, tmp_path):
     cfg = micro_cfg()
     before = copy.deepcopy(cfg.to_dict())
     new = swap_backbone(cfg, 'atto', decay_rate=0.8)
@@ -96,6 +96,33 @@ def test_neck_channels_strides_and_backbone(logs):
     assert 'convnext_backbone' in new.custom_imports.imports
     assert any('norm_decay_mult' in m and 'custom_keys' in m
                for m in logs.messages(logging.WARNING))
+    new.dump(str(tmp_path / 'swapped.py'))  # what Runner writes to work_dir
+    reloaded = Config.fromfile(str(tmp_path / 'swapped.py'))
+    assert reloaded.model.to_dict() == new.model.to_dict()
+
+
+def test_scope_with_its_own_convnext_gets_the_root_name():
+    """mmpretrain registers a ConvNeXt of its own, which wins in its scope
+    over the root registry's: there the swap names ours 'mmengine.ConvNeXt'
+    (checked with a stand-in scope, mmpretrain needs not import)."""
+    from mmengine.registry import Registry
+    name = 'swap_test_scope'
+    child = Registry('model', parent=MODELS, scope=name)
+    try:
+        child.register_module(name='ConvNeXt', module=torch.nn.Identity)
+        cfg = micro_cfg()
+        cfg.default_scope = name
+        cfg.model.backbone.type = 'mmengine.ConvNeXt'  # the old one
+        new = swap_backbone(cfg, 'atto')
+        assert new.model.backbone.type == 'mmengine.ConvNeXt'
+        with DefaultScope.overwrite_default_scope(name):
+            assert type(MODELS.build(new.model.backbone)) is ConvNeXt
+            assert type(MODELS.build(dict(type='ConvNeXt'))) is \
+                torch.nn.Identity
+        assert swap_backbone(micro_cfg(), 'atto').model.backbone.type == \
+            'ConvNeXt'  # root scope: the plain name
+    finally:
+        MODELS._children.pop(name)  # the stand-in scope is this test's
 
 
 def test_kwargs_v2_and_pretrained():
@@ -207,6 +234,11 @@ def test_heads_with_in_index_and_c1():
     (dict(decode_head=dict(in_channels=2048, in_index=3, c1_in_channels=512)),
      r'model\.decode_head\.c1_in_channels=512 is the channels of output 0'),
     (dict(decode_head=dict(num_classes=3)), 'found nothing that consumes'),
+    (dict(roi_head=dict(bbox_roi_extractor=dict(out_channels=1024),
+                        bbox_head=dict(in_channels=2048)),
+          rpn_head=dict(in_channels=OLD)),
+     r'model\.roi_head\.bbox_roi_extractor\.out_channels=1024: '
+     r'model\.roi_head takes the backbone outputs directly'),
 ])
 def test_refusals_name_the_key(model, match):
     with pytest.raises(SwapError, match=match):
@@ -441,6 +473,18 @@ def inputs_for(data, cfg):
                       with_semantic=data in ('htc', 'pan'))
 
 
+# Shipped configs swap_backbone refuses, with why (framework, architecture,
+# shipped config, the error it must raise).
+REFUSED = [
+    # C4: the RoI head takes the stride-16 C4 map itself (RoI extractor of
+    # 1024 channels, then ResNet's stage 4 as shared head); which of its
+    # layers consume the backbone is not in the config.
+    ('mmdet', 'Faster R-CNN C4', 'faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
+     r'model\.roi_head\.bbox_roi_extractor\.out_channels=1024: '
+     r'model\.roi_head takes the backbone outputs directly \(no neck\)'),
+]
+
+
 def record(case, cfg, new, result, seconds=None, note=''):
     """Append the case's outcome to $CONVNEXT_COMPAT_RECORD (if set)."""
     path = os.environ.get(RECORD_ENV)
@@ -489,3 +533,12 @@ def test_matrix(case):
         record(case, cfg, new, 'fail', note=f'{type(exc).__name__}: {exc}')
         raise
     record(case, cfg, new, 'pass', round(time.perf_counter() - start, 1))
+
+
+@pytest.mark.parametrize('case', REFUSED, ids=[c[1] for c in REFUSED])
+def test_matrix_refused(case):
+    framework, _, config, match = case
+    cfg = shipped(framework, config)
+    with pytest.raises(SwapError, match=match) as error:
+        swap_backbone(cfg, 'atto')
+    record(case, cfg, None, 'clear error', note=str(error.value))
