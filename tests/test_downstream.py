@@ -39,11 +39,20 @@ def shipped(package, path):
 def build_and_step(cfg, batch):
     """The swapped config's model through its custom_imports, one training
     step with its optim wrapper, one prediction."""
-    from mmengine.optim import build_optim_wrapper
     import_modules_from_strings(**cfg.custom_imports)
     model_cfg = cfg.model.copy()
     if cfg.get('data_preprocessor') is not None:  # as Runner merges it
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny steps; see test_swap.one_thread
+    try:
+        return _step(cfg, model_cfg, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _step(cfg, model_cfg, batch):
+    from mmengine.optim import build_optim_wrapper
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(model_cfg)
         assert isinstance(model.backbone, convnext_backbone.ConvNeXt)

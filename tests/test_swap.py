@@ -43,6 +43,17 @@ class Collect(logging.Handler):
         return [r.getMessage() for r in self.records if r.levelno >= level]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the steps are tiny, and on 2 cores shared with
+    other work two OpenMP threads mostly wait for each other (measured under
+    load: 16-21 s per matrix case with 2 threads, 1-4 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def logs():
     logger = MMLogger.get_current_instance()
@@ -479,7 +490,8 @@ REFUSED = [
     # C4: the RoI head takes the stride-16 C4 map itself (RoI extractor of
     # 1024 channels, then ResNet's stage 4 as shared head); which of its
     # layers consume the backbone is not in the config.
-    ('mmdet', 'Faster R-CNN C4', 'faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
+    ('mmdet', 'Faster R-CNN C4',
+     'faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py',
      r'model\.roi_head\.bbox_roi_extractor\.out_channels=1024: '
      r'model\.roi_head takes the backbone outputs directly \(no neck\)'),
 ]
