@@ -16,18 +16,23 @@ from mmengine.utils import import_modules_from_strings
 
 import convnext_backbone
 from convnext_backbone import swap_backbone
+from tools.compat_matrix import record_case, recording, swap_fields
 
 
-def downstream(module):
+def downstream(module, case=None):
     """Import an optional project's module, or skip with the reason it does
     not import (as ``pytest.importorskip``, but the reason keeps the import
-    error: a missing project and a missing dependency differ)."""
+    error: a missing project and a missing dependency differ). A matrix
+    ``case`` records the skip for tools/compat_matrix.py."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        pytest.skip(f'{module} does not import here ({type(exc).__name__}: '
-                    f'{exc}); `make downstream` installs mmpose and '
-                    'mmpretrain (requirements/downstream.txt)')
+        reason = (f'{module} does not import here ({type(exc).__name__}: '
+                  f'{exc}); `make downstream` installs mmpose and mmpretrain '
+                  '(requirements/downstream.txt)')
+        if case is not None and recording():
+            record_case(**case, result='not run here', note=reason)
+        pytest.skip(reason)
 
 
 def shipped(package, path):
@@ -65,11 +70,23 @@ def _step(cfg, model_cfg, batch):
             return model.test_step(batch)
 
 
+MMPOSE = dict(framework='mmpose', architecture='top-down heatmap',
+              config='body_2d_keypoint/topdown_heatmap/coco/'
+              'td-hm_res50_8xb64-210e_coco-256x192.py')
+MMPRETRAIN = dict(framework='mmpretrain', architecture='ImageClassifier',
+                  config='resnet/resnet50_8xb32_in1k.py')
+
+
+def passed(case, cfg, new):
+    """Record a passed case for tools/compat_matrix.py (when it runs us)."""
+    if recording():
+        record_case(**case, **swap_fields(cfg, new), result='pass', note='')
+
+
 def test_mmpose_topdown_heatmap():
-    downstream('mmpose.models')
+    downstream('mmpose.models', MMPOSE)
     from mmpose.testing import get_packed_inputs
-    cfg = shipped('mmpose', 'body_2d_keypoint/topdown_heatmap/coco/'
-                  'td-hm_res50_8xb64-210e_coco-256x192.py')
+    cfg = shipped('mmpose', MMPOSE['config'])
     new = swap_backbone(cfg, 'atto')
     assert new.model.head.in_channels == 320  # ResNet-50 C5 (2048) -> atto
     assert tuple(new.model.backbone.out_indices) == (3, )
@@ -79,12 +96,13 @@ def test_mmpose_topdown_heatmap():
     for pred in preds:
         assert pred.pred_instances.keypoints.shape == (1, 17, 2)
         assert pred.pred_instances.keypoint_scores.shape == (1, 17)
+    passed(MMPOSE, cfg, new)
 
 
 def test_mmpretrain_image_classifier():
-    downstream('mmpretrain.models')
+    downstream('mmpretrain.models', MMPRETRAIN)
     from mmpretrain.structures import DataSample
-    cfg = shipped('mmpretrain', 'resnet/resnet50_8xb32_in1k.py')
+    cfg = shipped('mmpretrain', MMPRETRAIN['config'])
     new = swap_backbone(cfg, 'atto', pretrained='convnext_atto.pth')
     # mmpretrain's own ConvNeXt would win in its scope: the root's by name
     assert new.model.backbone.type == 'mmengine.ConvNeXt'
@@ -98,6 +116,7 @@ def test_mmpretrain_image_classifier():
         data_samples=[DataSample().set_gt_label(i) for i in (3, 7)])
     preds = build_and_step(new, batch)
     assert [p.pred_score.shape for p in preds] == [(1000, )] * 2
+    passed(MMPRETRAIN, cfg, new)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

@@ -1,16 +1,12 @@
 """swap_backbone: the channel and stride rules on small synthetic configs,
 the refusals, and the compatibility matrix: the configs mmdet 3.3 and mmseg
 1.2 ship, swapped to ConvNeXt-atto, one training step and one prediction on
-CPU each. With ``CONVNEXT_COMPAT_RECORD=<file>`` each matrix case appends
-one JSON line there (``tools/compat_matrix.py`` makes the table of
-docs/compatibility.md from them)."""
+CPU each. Run by ``tools/compat_matrix.py``, each matrix case records its
+outcome, from which it writes the table of docs/compatibility.md."""
 import copy
 import importlib
-import json
 import logging
-import os
 import os.path as osp
-import time
 
 import pytest
 import torch
@@ -19,13 +15,13 @@ from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, DefaultScope
 
 from convnext_backbone import ConvNeXt, swap_backbone
-from convnext_backbone.presets import STRIDES, out_channels
+from convnext_backbone.presets import out_channels
 from convnext_backbone.swap import (SwapError, probe_backbone,
                                     rewrite_consumers, stages_for_strides)
 from helpers import MICRO, narrowed_heads, per_stage, randomize_
+from tools.compat_matrix import record_case, recording, swap_fields
 from tools.lib.device import adapt_to_device
 
-RECORD_ENV = 'CONVNEXT_COMPAT_RECORD'
 ATTO = out_channels('atto')  # [40, 80, 160, 320]
 
 
@@ -497,30 +493,18 @@ REFUSED = [
 ]
 
 
-def record(case, cfg, new, result, seconds=None, note=''):
-    """Append the case's outcome to $CONVNEXT_COMPAT_RECORD (if set)."""
-    path = os.environ.get(RECORD_ENV)
-    if not path:
-        return
-    framework, arch, config = case[:3]
-    channels, strides = probe_backbone(cfg)
-    line = dict(framework=framework, architecture=arch, config=config,
-                old_backbone=cfg.model.backbone.type, old_channels=channels,
-                old_strides=strides, result=result, seconds=seconds,
-                note=note)
-    if new is not None:
-        line['out_indices'] = list(new.model.backbone.out_indices)
-        line['new_channels'] = out_channels('atto', line['out_indices'])
-        line['new_strides'] = [STRIDES[i] for i in line['out_indices']]
-    with open(path, 'a') as f:
-        f.write(json.dumps(line) + '\n')
+def record(case, cfg, new, result, note=''):
+    """The case's outcome for tools/compat_matrix.py (when it runs us)."""
+    if recording():
+        record_case(**dict(zip(('framework', 'architecture', 'config'), case)),
+                    **swap_fields(cfg, new), result=result, note=note)
 
 
 @pytest.mark.parametrize('case', MATRIX, ids=[c[1] for c in MATRIX])
 def test_matrix(case):
     framework, _, config, data, check, shrink = case
     cfg = shipped(framework, config)
-    start, new = time.perf_counter(), None
+    new = None
     try:
         new = swap_backbone(cfg, 'atto')
         new.merge_from_dict(shrink(new))
@@ -544,7 +528,7 @@ def test_matrix(case):
     except Exception as exc:
         record(case, cfg, new, 'fail', note=f'{type(exc).__name__}: {exc}')
         raise
-    record(case, cfg, new, 'pass', round(time.perf_counter() - start, 1))
+    record(case, cfg, new, 'pass')
 
 
 @pytest.mark.parametrize('case', REFUSED, ids=[c[1] for c in REFUSED])
