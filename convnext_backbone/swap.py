@@ -79,13 +79,17 @@ def swap_backbone(cfg: Config,
     old channel list becomes the new list; with ``in_index`` (int or list)
     each value must equal the old output at that index; a scalar without
     ``in_index`` needs a one-output backbone; ``c1_in_channels`` (mmseg's
-    DepthwiseSeparableASPPHead) is output 0. Layers after the neck keep
-    their widths.
+    DepthwiseSeparableASPPHead) is output 0. Any other ``*in_channels``
+    key holding an old channel count, or (without a neck) a head that does
+    not state its ``in_channels`` but holds one inside (mmdet's C4
+    ``roi_head``), is an error. Layers after the neck keep their widths.
 
     Also: ``optim_wrapper`` gets ``ConvNeXtLayerDecayOptimizerConstructor``
     with ``paramwise_cfg=dict(decay_rate=decay_rate,
     decay_type='layer_wise')`` (other paramwise keys are dropped and
-    logged); mmseg's ``model.pretrained`` and the old backbone's keys and
+    logged; an optimizer without ``weight_decay`` gets its torch default,
+    e.g. 0 for mmpose's Adam); the type is spelled ``'mmengine.ConvNeXt'``
+    where the scope has a ConvNeXt of its own (mmpretrain); mmseg's ``model.pretrained`` and the old backbone's keys and
     ``init_cfg`` are dropped; ``'convnext_backbone'`` joins
     ``custom_imports``. Every change is logged.
 
