@@ -171,7 +171,7 @@ def swap_backbone(cfg: Config,
         changes.append(f'model.pretrained={model.pop("pretrained")!r} '
                        'dropped (weights come from the backbone init_cfg)')
     if pretrained is not None:
-        changes.extend(_imagenet_preprocessor(new))
+        _imagenet_preprocessor(new)  # logs its changes as a warning
     if decay_rate is not None:
         changes.extend(_layer_decay(new, decay_rate))
     changes.extend(_custom_imports(new))
@@ -503,8 +503,9 @@ def _registered_name(cfg: Config, type_name: str) -> str:
     return type_name if found is ours else f'{MODELS.scope}.{type_name}'
 
 
-def _imagenet_preprocessor(cfg: Config) -> List[str]:
-    """Set the data preprocessor to the ImageNet RGB mean / std."""
+def _imagenet_preprocessor(cfg: Config) -> None:
+    """Set the data preprocessor to the ImageNet RGB mean / std; log each
+    change at WARNING (it changes what the model sees)."""
     model = cfg.model
     where, node = 'model.data_preprocessor', model.get('data_preprocessor')
     if not isinstance(node, dict):  # mmpretrain: top-level, Runner merges
@@ -533,7 +534,6 @@ def _imagenet_preprocessor(cfg: Config) -> List[str]:
             'swap_backbone changed the input normalisation for the '
             'pretrained ConvNeXt:\n  ' + '\n  '.join(changes),
             logger='current', level=logging.WARNING)
-    return changes
 
 
 def _layer_decay(cfg: Config, decay_rate: float) -> List[str]:
