@@ -22,6 +22,7 @@ from helpers import MICRO, narrowed_heads, per_stage, randomize_
 from tools.compat_matrix import record_case, recording, swap_fields
 from tools.lib.device import adapt_to_device
 
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATTO = out_channels('atto')  # [40, 80, 160, 320]
 
 
@@ -130,6 +131,27 @@ def test_scope_with_its_own_convnext_gets_the_root_name():
             'ConvNeXt'  # root scope: the plain name
     finally:
         MODELS._children.pop(name)  # the stand-in scope is this test's
+
+
+def test_readme_config_example_is_what_the_swap_makes():
+    """configs/examples/retinanet_convnext_t_fpn_1x_coco.py, the README's
+    config example over mmdet's own RetinaNet, equals swap_backbone's result
+    for that config (but for the _scope_ marks of mmdet:: configs)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if k != '_scope_'}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    url = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
+    swapped = swap_backbone(
+        shipped('mmdet', 'retinanet/retinanet_r50_fpn_1x_coco.py'), 'tiny',
+        pretrained=url)
+    example = Config.fromfile(
+        osp.join(REPO, 'configs', 'examples',
+                 'retinanet_convnext_t_fpn_1x_coco.py'))
+    assert plain(example.to_dict()) == plain(swapped.to_dict())
 
 
 def test_kwargs_v2_and_pretrained():
