@@ -63,3 +63,17 @@ def test_mmseg_own_train_py(tmp_path):
     assert 'ConvNeXtLayerDecayOptimizerConstructor: stage_wise' in log
     assert 'mIoU' in log
     assert (tmp_path / 'wd' / 'iter_2.pth').is_file()
+
+
+def test_the_plugin_imports_no_framework_and_no_tools():
+    """``import convnext_backbone`` (what a config's custom_imports runs)
+    loads torch, mmengine and mmcv, and nothing of mmdet, mmseg, the
+    downstream projects or the repository's tools."""
+    code = ('import sys, convnext_backbone; '
+            'print(sorted({m.split(".")[0] for m in sys.modules} & '
+            '{"mmdet", "mmseg", "mmpose", "mmpretrain", "tools", "timm"}))')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split('\n')[-2] == '[]', proc.stdout
