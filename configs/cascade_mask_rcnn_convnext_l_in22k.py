@@ -2,17 +2,13 @@
 # Paper (Table 3): 54.8 box AP / 47.6 mask AP on val2017.
 # The T config with the IN-22K L backbone, in fp32.
 _base_ = './cascade_mask_rcnn_convnext_t.py'
-# mmengine reads a config with imports as an old-style one only if `_base_`
-# is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'large'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_large_22k_224.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch=arch,
-        drop_path_rate=0.7,
-        init_cfg=dict(checkpoint=pretrained)),
+        arch=arch, drop_path_rate=0.7, init_cfg=dict(checkpoint=pretrained)),
     neck=dict(in_channels=out_channels(arch)))
 
 # fp32: the paper's L/XL runs did not use mixed precision. `_delete_` drops

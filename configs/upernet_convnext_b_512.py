@@ -3,16 +3,12 @@
 # (tools/test.py --tta).
 # The T config with the B backbone (drop path 0.4 as for T).
 _base_ = './upernet_convnext_t_512.py'
-# mmengine reads a config with imports as an old-style one only if `_base_`
-# is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'base'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_base_1k_224.pth'  # noqa: E501
 model = dict(
-    backbone=dict(
-        arch=arch,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=dict(arch=arch, init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=out_channels(arch)),
     auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]))
 

@@ -3,15 +3,11 @@
 # (tools/test.py --tta).
 # The B 640 config (IN-22K, 640 crops) with the L backbone.
 _base_ = './upernet_convnext_b_640_in22k.py'
-# mmengine reads a config with imports as an old-style one only if `_base_`
-# is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'large'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_large_22k_224.pth'  # noqa: E501
 model = dict(
-    backbone=dict(
-        arch=arch,
-        init_cfg=dict(checkpoint=pretrained)),
+    backbone=dict(arch=arch, init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=out_channels(arch)),
     auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]))

@@ -3,17 +3,13 @@
 # (tools/test.py --tta).
 # The T config with the S backbone.
 _base_ = './upernet_convnext_t_512.py'
-# mmengine reads a config with imports as an old-style one only if `_base_`
-# is assigned first, so the import stays below it.
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'small'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_small_1k_224.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch=arch,
-        drop_path_rate=0.3,
-        init_cfg=dict(checkpoint=pretrained)),
+        arch=arch, drop_path_rate=0.3, init_cfg=dict(checkpoint=pretrained)),
     decode_head=dict(in_channels=out_channels(arch)),
     auxiliary_head=dict(in_channels=out_channels(arch, 2)[0]))
 
