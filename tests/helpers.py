@@ -258,6 +258,21 @@ def assert_relatively_close(actual, expected, tol=1e-4):
     assert err < tol, f'relative error {err:.2e} > {tol:.0e}'
 
 
+def assert_inference_matches_reference(model, ref, x_shape, out_indices):
+    """Inference of a backbone and of its reference formulation with the
+    same weights, under ``no_grad`` and ``inference_mode``: the requested
+    outputs, NCHW-contiguous, equal the reference's."""
+    model.eval(), ref.eval()
+    x = torch.randn(*x_shape)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            outs, expected = model(x), ref(x)
+        assert len(outs) == len(out_indices)
+        for out, i in zip(outs, out_indices):
+            assert out.shape == expected[i].shape and out.is_contiguous()
+            assert_relatively_close(out, expected[i])
+
+
 def assert_training_matches_reference(model, ref, x_shape, frozen_stages=-1):
     """One training forward/backward of a backbone and of its reference
     formulation with the same weights: the same samples dropped (one seed),

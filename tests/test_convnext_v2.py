@@ -27,6 +27,7 @@ from convnext_backbone.blocks import onednn_fusion_available
 from convnext_backbone.presets import (ARCH_SETTINGS, STRIDES,
                                        VERSION_PRESETS)
 from helpers import (CONFIG_DIR, MICRO, assert_relatively_close,
+                     assert_inference_matches_reference,
                      assert_training_matches_reference, load, randomize_,
                      reference_forward_v2, tiny_options, toy_options)
 from tools.lib.models import build_model_without_weights
@@ -161,15 +162,7 @@ def twins(seed=0, drop_path_rate=0.0, **kwargs):
 def test_inference_equals_reference(channels_last, fused, out_indices):
     model, ref = twins(channels_last=channels_last, fused_inference=fused,
                        out_indices=out_indices)
-    model.eval(), ref.eval()
-    x = torch.randn(*X_SHAPE)
-    for context in (torch.no_grad, torch.inference_mode):
-        with context():
-            outs, expected = model(x), ref(x)
-        assert len(outs) == len(out_indices)
-        for out, i in zip(outs, out_indices):
-            assert out.shape == expected[i].shape and out.is_contiguous()
-            assert_relatively_close(out, expected[i])
+    assert_inference_matches_reference(model, ref, X_SHAPE, out_indices)
 
 
 @pytest.mark.parametrize(

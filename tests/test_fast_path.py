@@ -11,6 +11,7 @@ from convnext_backbone import ConvNeXt
 from convnext_backbone.blocks import onednn_fusion_available
 from tools.lib.reference import ReferenceConvNeXt
 from helpers import (MICRO, assert_relatively_close,
+                     assert_inference_matches_reference,
                      assert_training_matches_reference, randomize_,
                      reference_forward)
 
@@ -50,16 +51,7 @@ def test_inference_equals_reference(channels_last, fused, layer_scale,
                                     out_indices):
     model, ref = twins(channels_last=channels_last, fused_inference=fused,
                        layer_scale=layer_scale, out_indices=out_indices)
-    model.eval(), ref.eval()
-    x = torch.randn(*X_SHAPE)
-    for context in (torch.no_grad, torch.inference_mode):
-        with context():
-            outs, expected = model(x), ref(x)
-        assert len(outs) == len(out_indices)
-        for out, i in zip(outs, out_indices):
-            assert out.shape == expected[i].shape
-            assert out.is_contiguous()
-            assert_relatively_close(out, expected[i])
+    assert_inference_matches_reference(model, ref, X_SHAPE, out_indices)
 
 
 @pytest.mark.parametrize(
