@@ -45,6 +45,19 @@ NUM_STAGES = 4
 STRIDES: Tuple[int, ...] = (4, 8, 16, 32)
 
 
+def preset_name(arch: str) -> str:
+    """The table's name of a preset spelled any way (``'T'`` -> ``'tiny'``).
+
+    Args:
+        arch (str): A preset name or alias, any case.
+
+    Returns:
+        str: The lower-case name, an alias replaced; not checked against
+        the table (:func:`resolve_arch` does that).
+    """
+    return ARCH_ALIASES.get(arch.lower(), arch.lower())
+
+
 def resolve_arch(arch: Union[str, Dict[str, Sequence[int]]],
                  version: Optional[int] = None
                  ) -> Dict[str, Tuple[int, ...]]:
@@ -67,7 +80,7 @@ def resolve_arch(arch: Union[str, Dict[str, Sequence[int]]],
             f"{', '.join(map(str, VERSION_PRESETS))}")
     if isinstance(arch, str):
         names = VERSION_PRESETS[version] if version else tuple(ARCH_SETTINGS)
-        key = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        key = preset_name(arch)
         if key not in names:
             owner = VERSION_CLASSES[version] if version else 'ConvNeXt'
             others = [VERSION_CLASSES[v] for v, presets in

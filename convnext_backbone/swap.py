@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 
 from .convnext import ConvNeXt, ConvNeXtV2
 from .optim_constructor import PARAMWISE_KEYS
-from .presets import ARCH_ALIASES, NUM_STAGES, STRIDES, resolve_arch
+from .presets import NUM_STAGES, STRIDES, preset_name, resolve_arch
 from .presets import out_channels as preset_out_channels
 
 # Dense drop-path defaults per preset: T/S/B/L/XL are the paper's Cascade
@@ -207,8 +207,7 @@ def _new_backbone(arch: Union[str, Dict[str, Sequence[int]]],
             f'swap_backbone got both pretrained={pretrained!r} and '
             f"init_cfg={kwargs['init_cfg']!r}; give only one")
     if isinstance(arch, str):
-        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        drop_path = DENSE_DROP_PATH[name]
+        drop_path = DENSE_DROP_PATH[preset_name(arch)]
     else:
         drop_path = CUSTOM_DROP_PATH
     backbone: Dict[str, Any] = dict(
@@ -516,7 +515,7 @@ def _imagenet_preprocessor(cfg: Config) -> None:
             f'pretrained ConvNeXt expects RGB input normalised with mean '
             f'{IMAGENET_MEAN} and std {IMAGENET_STD}',
             logger='current', level=logging.WARNING)
-        return []
+        return
     rgb = 'to_rgb' if ('to_rgb' in node or cfg.get('default_scope')
                        == 'mmpretrain') else 'bgr_to_rgb'
     wanted = {'mean': IMAGENET_MEAN, 'std': IMAGENET_STD, rgb: True}

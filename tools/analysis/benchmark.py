@@ -54,7 +54,7 @@ if REPO_ROOT not in sys.path:
 
 from convnext_backbone import (  # noqa: E402
     ConvNeXt, ConvNeXtV2, convert_to_convnext)
-from convnext_backbone.presets import ARCH_ALIASES, resolve_arch  # noqa
+from convnext_backbone.presets import preset_name, resolve_arch  # noqa
 from tools.lib.cfg_walk import iter_dicts  # noqa: E402
 from tools.lib.measure import (  # noqa: E402
     copy_step, count_flops, default_copy_bytes, default_matmul_size, fraction,
@@ -485,7 +485,7 @@ def run_backbone(args) -> Dict[str, object]:
         except ValueError as exc:
             sys.exit(f'error: --arch: {exc}')
     # The peers know the preset names, not the paper's short ones ('T').
-    args.arch = ARCH_ALIASES.get(args.arch.lower(), args.arch.lower())
+    args.arch = preset_name(args.arch)
     peers = [dict(peer=name, version=version,
                   **check_peer(name, args.arch, args.shape, device, version))
              for version in args.versions for name in args.peers]
@@ -791,7 +791,7 @@ def mmpretrain_peer_cfg(cfg):
     arch = ours.get('arch', 'tiny')
     settings = resolve_arch(arch)
     if isinstance(arch, str):
-        arch = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        arch = preset_name(arch)
     else:  # mmpretrain names the widths 'channels'
         arch = dict(depths=list(settings['depths']),
                     channels=list(settings['dims']))
