@@ -2,6 +2,7 @@
 the hand-written reference network, a weights hash, and the options that
 shrink a paper config to a CPU step on toy data."""
 import hashlib
+import importlib
 import math
 import os.path as osp
 from typing import Any, Dict, Iterable
@@ -9,6 +10,9 @@ from typing import Any, Dict, Iterable
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+
+from convnext_backbone import ConvNeXt
 
 from tools.lib.toy_data import TOY_DET_CLASSES
 
@@ -306,3 +310,28 @@ def assert_training_matches_reference(model, ref, x_shape, frozen_stages=-1):
             continue
         assert_relatively_close(grad, ref_grads[name], 1e-3)
     return grads
+
+
+def shipped(package: str, path: str) -> Config:
+    """A config as an OpenMMLab package (mmdet, mmseg, mmpose, mmpretrain)
+    ships it inside its installed package (``.mim/configs/<path>``)."""
+    module = importlib.import_module(package)
+    return Config.fromfile(
+        osp.join(osp.dirname(module.__file__), '.mim', 'configs', path))
+
+
+def step_and_predict(model_cfg, optim_wrapper_cfg, scope: str, batch):
+    """Build a model in ``scope`` (its backbone must be this package's
+    ConvNeXt), one ``train_step`` through the config's optim wrapper with
+    a finite loss, then ``test_step`` on the same batch; the predictions."""
+    from mmengine.optim import build_optim_wrapper
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(model_cfg)
+        assert isinstance(model.backbone, ConvNeXt)
+        optim_wrapper = build_optim_wrapper(model, optim_wrapper_cfg)
+        model.train()
+        losses = model.train_step(batch, optim_wrapper)
+        assert torch.isfinite(losses['loss']), losses
+        model.eval()
+        with torch.no_grad():
+            return model.test_step(batch)

@@ -6,16 +6,15 @@ is imported beside mmdet / mmseg. Each test skips, with the import error as
 its reason, where its project does not import (not installed; mmpretrain
 1.2.0 imports torchvision, which needs the torch build it was made for)."""
 import importlib
-import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.utils import import_modules_from_strings
 
 import convnext_backbone
 from convnext_backbone import swap_backbone
+from helpers import shipped, step_and_predict
 from tools.compat_matrix import record_case, recording, swap_fields
 
 
@@ -35,12 +34,6 @@ def downstream(module, case=None):
         pytest.skip(reason)
 
 
-def shipped(package, path):
-    module = importlib.import_module(package)
-    return Config.fromfile(
-        osp.join(osp.dirname(module.__file__), '.mim', 'configs', path))
-
-
 def build_and_step(cfg, batch):
     """The swapped config's model through its custom_imports, one training
     step with its optim wrapper, one prediction."""
@@ -51,23 +44,10 @@ def build_and_step(cfg, batch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny steps; see test_swap.one_thread
     try:
-        return _step(cfg, model_cfg, batch)
+        return step_and_predict(model_cfg, cfg.optim_wrapper,
+                                cfg.default_scope, batch)
     finally:
         torch.set_num_threads(threads)
-
-
-def _step(cfg, model_cfg, batch):
-    from mmengine.optim import build_optim_wrapper
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = MODELS.build(model_cfg)
-        assert isinstance(model.backbone, convnext_backbone.ConvNeXt)
-        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-        model.train()
-        losses = model.train_step(batch, optim_wrapper)
-        assert torch.isfinite(losses['loss']), losses
-        model.eval()
-        with torch.no_grad():
-            return model.test_step(batch)
 
 
 MMPOSE = dict(framework='mmpose', architecture='top-down heatmap',

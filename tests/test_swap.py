@@ -4,7 +4,6 @@ the refusals, and the compatibility matrix: the configs mmdet 3.3 and mmseg
 CPU each. Run by ``tools/compat_matrix.py``, each matrix case records its
 outcome, from which it writes the table of docs/compatibility.md."""
 import copy
-import importlib
 import logging
 import os.path as osp
 
@@ -18,7 +17,8 @@ from convnext_backbone import ConvNeXt, swap_backbone
 from convnext_backbone.presets import out_channels
 from convnext_backbone.swap import (SwapError, probe_backbone,
                                     rewrite_consumers, stages_for_strides)
-from helpers import MICRO, narrowed_heads, per_stage, randomize_
+from helpers import (MICRO, narrowed_heads, per_stage, randomize_, shipped,
+                     step_and_predict)
 from tools.compat_matrix import record_case, recording, swap_fields
 from tools.lib.device import adapt_to_device
 
@@ -73,13 +73,6 @@ def micro_cfg(out_indices=(1, 2, 3), **model):
             optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
             paramwise_cfg=dict(norm_decay_mult=0., custom_keys=dict(
                 backbone=dict(lr_mult=0.1))))))
-
-
-def shipped(framework, path):
-    """A config as mmdet / mmseg ship it inside their package."""
-    package = importlib.import_module(framework)
-    return Config.fromfile(
-        osp.join(osp.dirname(package.__file__), '.mim', 'configs', path))
 
 
 # ------------------------------------------------------------ the rules
@@ -532,18 +525,8 @@ def test_matrix(case):
         new.merge_from_dict(shrink(new))
         adapt_to_device(new, distributed=False, cuda=False)
         assert 'convnext_backbone' in new.custom_imports.imports
-        with DefaultScope.overwrite_default_scope(new.default_scope):
-            from mmengine.optim import build_optim_wrapper
-            model = MODELS.build(new.model)
-            assert isinstance(model.backbone, ConvNeXt)
-            optim_wrapper = build_optim_wrapper(model, new.optim_wrapper)
-            batch = inputs_for(data, new)
-            model.train()
-            losses = model.train_step(batch, optim_wrapper)
-            assert torch.isfinite(losses['loss']), losses
-            model.eval()
-            with torch.no_grad():
-                preds = model.test_step(batch)
+        preds = step_and_predict(new.model, new.optim_wrapper,
+                                 new.default_scope, inputs_for(data, new))
         assert len(preds) == 2
         for pred in preds:
             check(pred)
