@@ -1,19 +1,21 @@
 """Plain helpers shared by the test modules: micro presets, random weights,
-the hand-written reference network, a weights hash, and the options that
-shrink a paper config to a CPU step on toy data."""
+the hand-written reference networks, backbones paired with their reference
+module, a weights hash, and the options that shrink a paper config to a CPU
+step on toy data."""
 import hashlib
 import importlib
 import math
 import os.path as osp
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from convnext_backbone import ConvNeXt
+from convnext_backbone import ConvNeXt, ConvNeXtV2
 
+from tools.lib.reference import ReferenceConvNeXt, ReferenceConvNeXtV2
 from tools.lib.toy_data import TOY_DET_CLASSES
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
@@ -253,6 +255,43 @@ def reference_forward_v2(sd, depths, out_indices, x):
         if i in out_indices:
             outs.append(layer_norm(h, f'norm{i}').permute(0, 3, 1, 2))
     return outs
+
+
+# version -> the backbone, its reference module (tools.lib.reference) and
+# its functional formulation (above)
+VERSIONS = {
+    1: (ConvNeXt, ReferenceConvNeXt, reference_forward),
+    2: (ConvNeXtV2, ReferenceConvNeXtV2, reference_forward_v2),
+}
+
+
+def twins(version: int = 1,
+          seed: int = 0,
+          **kwargs) -> Tuple[ConvNeXt, ReferenceConvNeXt]:
+    """A micro backbone of ``version`` (see :data:`VERSIONS`) and its
+    reference module with the same random weights.
+
+    Args:
+        version (int): 1 (ConvNeXt) or 2 (ConvNeXtV2). Defaults to 1.
+        seed (int): Seed of the weights. Defaults to 0.
+        **kwargs: Backbone arguments; ``drop_path_rate`` and (V1)
+            ``layer_scale_init_value`` go to the reference module too.
+
+    Returns:
+        tuple: The backbone and the reference module.
+    """
+    backbone_cls, reference_cls, _ = VERSIONS[version]
+    # what the reference takes as well: both must build the same network
+    shared = {
+        key: kwargs.pop(key)
+        for key in ('drop_path_rate', 'layer_scale_init_value')
+        if key in kwargs
+    }
+    ref = randomize_(reference_cls(MICRO, **shared), seed)
+    model = backbone_cls(MICRO, **shared, **kwargs)
+    missing, _ = model.load_state_dict(ref.state_dict(), strict=False)
+    assert not missing
+    return model, ref
 
 
 def assert_relatively_close(actual, expected, tol=1e-4):

@@ -1,39 +1,28 @@
-"""The backbone's fast formulation (channels-last activations, gamma folded
+"""The backbones' fast formulation (channels-last activations, gamma folded
 into pwconv2, in-place and oneDNN-fused inference) against the plain
 reference formulation: same outputs and gradients for every option
-combination."""
+combination. The tests parametrized over ``version`` run ConvNeXt (V1)
+and ConvNeXtV2, the others V1 (V2's own fast-path tests are in
+test_convnext_v2.py)."""
 import itertools
 
 import pytest
 import torch
 
-from convnext_backbone import ConvNeXt
 from convnext_backbone.blocks import onednn_fusion_available
 from tools.lib.reference import ReferenceConvNeXt
-from helpers import (MICRO, assert_relatively_close,
+from helpers import (MICRO, VERSIONS, assert_relatively_close,
                      assert_inference_matches_reference,
-                     assert_training_matches_reference, randomize_,
-                     reference_forward)
+                     assert_training_matches_reference, randomize_, twins)
 
 X_SHAPE = (2, 3, 64, 96)
 
 
-def twins(seed=0, drop_path_rate=0.0, layer_scale=1e-6, **kwargs):
-    """A ConvNeXt and a ReferenceConvNeXt with the same random weights."""
-    ref = randomize_(
-        ReferenceConvNeXt(MICRO, drop_path_rate=drop_path_rate,
-                          layer_scale_init_value=layer_scale), seed)
-    model = ConvNeXt(MICRO, drop_path_rate=drop_path_rate,
-                     layer_scale_init_value=layer_scale, **kwargs)
-    missing, unexpected = model.load_state_dict(ref.state_dict(),
-                                                strict=False)
-    assert not missing
-    return model, ref
-
-
-def test_reference_module_is_the_papers_network():
+@pytest.mark.parametrize('version', sorted(VERSIONS))
+def test_reference_module_is_the_papers_network(version):
     """The reference module itself equals the hand-written maths."""
-    ref = randomize_(ReferenceConvNeXt(MICRO)).eval()
+    _, reference_cls, reference_forward = VERSIONS[version]
+    ref = randomize_(reference_cls(MICRO)).eval()
     x = torch.randn(*X_SHAPE)
     with torch.no_grad():
         outs = ref(x)
@@ -43,28 +32,39 @@ def test_reference_module_is_the_papers_network():
         torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('version,layer_scale', [
+    pytest.param(1, dict(layer_scale_init_value=1e-6), id='v1-gamma'),
+    pytest.param(1, dict(layer_scale_init_value=0.0), id='v1-no_gamma'),
+    pytest.param(2, {}, id='v2'),  # V2 has no layer scale
+])
 @pytest.mark.parametrize(
-    'channels_last,fused,layer_scale,out_indices',
-    list(itertools.product((True, False), (True, False), (1e-6, 0.0),
+    'channels_last,fused,out_indices',
+    list(itertools.product((True, False), (True, False),
                            ((0, 1, 2, 3), (1, 3)))))
-def test_inference_equals_reference(channels_last, fused, layer_scale,
-                                    out_indices):
-    model, ref = twins(channels_last=channels_last, fused_inference=fused,
-                       layer_scale=layer_scale, out_indices=out_indices)
+def test_inference_equals_reference(version, layer_scale, channels_last,
+                                    fused, out_indices):
+    model, ref = twins(version, channels_last=channels_last,
+                       fused_inference=fused, out_indices=out_indices,
+                       **layer_scale)
     assert_inference_matches_reference(model, ref, X_SHAPE, out_indices)
 
 
+@pytest.mark.parametrize('version', sorted(VERSIONS))
 @pytest.mark.parametrize(
     'channels_last,with_cp,drop_path_rate,frozen_stages',
     list(itertools.product((True, False), (False, True), (0.0, 0.3),
                            (-1, 1))))
 def test_training_outputs_and_gradients_equal_reference(
-        channels_last, with_cp, drop_path_rate, frozen_stages):
-    model, ref = twins(channels_last=channels_last, with_cp=with_cp,
-                       drop_path_rate=drop_path_rate,
+        version, channels_last, with_cp, drop_path_rate, frozen_stages):
+    model, ref = twins(version, channels_last=channels_last,
+                       with_cp=with_cp, drop_path_rate=drop_path_rate,
                        frozen_stages=frozen_stages)
     ref.with_cp = with_cp
-    assert_training_matches_reference(model, ref, X_SHAPE, frozen_stages)
+    grads = assert_training_matches_reference(model, ref, X_SHAPE,
+                                              frozen_stages)
+    if version == 2:  # GRN is trained too (stage 3 is never frozen here)
+        assert all(grads[f'stages.3.0.grn.{p}'] is not None
+                   for p in ('gamma', 'beta'))
 
 
 def test_frozen_stages_take_the_inference_path_while_training():
@@ -127,8 +127,9 @@ def test_folded_weights_follow_parameter_updates():
             assert_relatively_close(out, exp)
 
 
-def test_bf16_autocast_close_to_reference():
-    model, ref = twins()
+@pytest.mark.parametrize('version', sorted(VERSIONS))
+def test_bf16_autocast_close_to_reference(version):
+    model, ref = twins(version)
     model.eval(), ref.eval()
     x = torch.randn(*X_SHAPE)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
@@ -136,6 +137,7 @@ def test_bf16_autocast_close_to_reference():
     with torch.no_grad():
         exact = ref(x)
     for out, exp, ex in zip(outs, expected, exact):
+        assert torch.isfinite(out.float()).all()
         # no further from the exact result than the reference's own bf16 run
         err = (out.float() - ex).abs().max()
         ref_err = (exp.float() - ex).abs().max()
