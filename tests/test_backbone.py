@@ -1,11 +1,12 @@
-"""ConvNeXt backbone: presets, outputs, reference equality, options, errors."""
+"""ConvNeXt backbone: presets, outputs, reference equality (V1 and V2),
+options, errors."""
 
 import pytest
 import torch
 
 from convnext_backbone import ARCH_SETTINGS, ConvNeXt
 from convnext_backbone.presets import STRIDES, VERSION_PRESETS
-from helpers import MICRO, randomize_, reference_forward
+from helpers import MICRO, VERSIONS, randomize_
 
 def expected_trunk_params(depths, dims, in_chans=3, out_norms=4):
     """Parameter count written from the paper's description of each layer."""
@@ -55,9 +56,12 @@ def test_aliases_and_custom_arch():
     assert model.out_channels == (4, 8, 12, 16)
 
 
+@pytest.mark.parametrize('version', sorted(VERSIONS))
 @pytest.mark.parametrize('out_indices', [(0, 1, 2, 3), (1, 3), (-1, )])
-def test_forward_matches_reference(out_indices):
-    model = randomize_(ConvNeXt(MICRO, out_indices=out_indices)).eval()
+def test_forward_matches_reference(version, out_indices):
+    """The backbone equals its functional formulation (helpers.py)."""
+    backbone_cls, _, reference_forward = VERSIONS[version]
+    model = randomize_(backbone_cls(MICRO, out_indices=out_indices)).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         outs = model(x)
