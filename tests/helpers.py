@@ -1,12 +1,14 @@
 """Plain helpers shared by the test modules: micro presets, random weights,
 the hand-written reference networks, backbones paired with their reference
-module, a weights hash, and the options that shrink a paper config to a CPU
-step on toy data."""
+module, a weights hash, the messages a logger emits, and the options that
+shrink a paper config to a CPU step on toy data."""
+import contextlib
 import hashlib
 import importlib
+import logging
 import math
 import os.path as osp
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +83,29 @@ def state_dict_sha256(state_dict: Dict[str, torch.Tensor],
         sha.update(state_dict[name].detach().cpu().contiguous().numpy()
                    .tobytes())
     return sha.hexdigest()
+
+
+class MessageCollector(logging.Handler):
+    """Keeps the formatted message of every record it handles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged_messages(logger: logging.Logger) -> Iterator[List[str]]:
+    """The messages ``logger`` emits inside the ``with`` block (a handler
+    on it for the block only, removed even when the block raises)."""
+    handler = MessageCollector()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
 # ------------------------------------------- shrinking a paper config

@@ -1,6 +1,5 @@
 """Checkpoint layouts: each foreign layout round-trips to the same features;
 bad files give errors that name the file and the problem."""
-import logging
 import os.path as osp
 import re
 import subprocess
@@ -12,7 +11,7 @@ from mmengine.logging import MMLogger
 
 from convnext_backbone import ConvNeXt, convert_to_convnext
 from convnext_backbone.checkpoint import CheckpointError
-from helpers import MICRO, randomize_
+from helpers import MICRO, logged_messages, randomize_
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -124,28 +123,16 @@ def test_convert_is_pure_and_drops_heads(source):
     assert set(out) == set(trunk(source.state_dict()))
 
 
-class ListHandler(logging.Handler):
-
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_summary_is_logged_once(source, tmp_path):
     from convnext_backbone.checkpoint import load_convnext_checkpoint
     path = str(tmp_path / 'official.pth')
     torch.save(to_official(source.state_dict()), path)
     logger = MMLogger.get_instance('convnext_ckpt_test')
-    handler = ListHandler()
-    logger.addHandler(handler)
     target = ConvNeXt(MICRO)
-    loaded, missing, unexpected = load_convnext_checkpoint(
-        target, path, logger=logger)
-    logger.removeHandler(handler)
-    lines = [m for m in handler.messages if 'ConvNeXt: loaded' in m]
+    with logged_messages(logger) as messages:
+        loaded, missing, unexpected = load_convnext_checkpoint(
+            target, path, logger=logger)
+    lines = [m for m in messages if 'ConvNeXt: loaded' in m]
     assert len(lines) == 1
     assert f'loaded {len(loaded)} tensors' in lines[0]
     assert sorted(missing) == [f'norm{i}.{p}' for i in range(4)

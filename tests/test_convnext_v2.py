@@ -28,7 +28,8 @@ from convnext_backbone.blocks import onednn_fusion_available
 from convnext_backbone.presets import (ARCH_SETTINGS, STRIDES,
                                        VERSION_PRESETS)
 from helpers import (CONFIG_DIR, MICRO, assert_relatively_close, load,
-                     randomize_, tiny_options, toy_options, twins)
+                     logged_messages, randomize_, tiny_options, toy_options,
+                     twins)
 from tools.lib.models import build_model_without_weights
 from tools.lib.prepare import prepare_train_cfg
 from tools.lib.runner import build_runner
@@ -356,16 +357,6 @@ LAYOUTS = {
 }
 
 
-class Records(logging.Handler):
-
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture(scope='module')
 def source():
     return randomize_(ConvNeXtV2(MICRO), seed=1).eval()
@@ -378,15 +369,10 @@ def test_layout_round_trip(layout, source, tmp_path):
     torch.save(write(source.state_dict()), path)
     target = ConvNeXtV2(MICRO, init_cfg=dict(type='Pretrained',
                                              checkpoint=path))
-    logger = MMLogger.get_current_instance()
-    records = Records()
-    logger.addHandler(records)
-    try:
+    with logged_messages(MMLogger.get_current_instance()) as messages:
         target.init_weights()
-    finally:
-        logger.removeHandler(records)
-    lines = [m for m in records.messages if 'ConvNeXtV2: loaded' in m]
-    assert len(lines) == 1, records.messages
+    lines = [m for m in messages if 'ConvNeXtV2: loaded' in m]
+    assert len(lines) == 1, messages
     assert lines[0].endswith(f'({dropped})'), lines[0]
     src_sd, tgt_sd = source.state_dict(), target.state_dict()
     for key in trunk(src_sd):
