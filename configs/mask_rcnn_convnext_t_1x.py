@@ -5,15 +5,5 @@ _base_ = './mask_rcnn_convnext_t.py'
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[8, 11],
-        gamma=0.1)
-]
+param_scheduler = _base_.param_scheduler
+param_scheduler[1].update(end=max_epochs, milestones=[8, 11])

@@ -1,8 +1,12 @@
-# Runtime of the ADE20K configs (mmsegmentation 1.x).
-default_scope = 'mmseg'
+# Runtime of the ADE20K configs: mmseg 1.x's own default runtime (scope
+# mmseg, nccl, cudnn_benchmark on, SegTTAModel for `tools/test.py --tta`,
+# which feeds it the dataset's `tta_pipeline`) plus this package and the
+# iteration-based hooks, which mmseg keeps in its schedule files.
+_base_ = 'mmseg::_base_/default_runtime.py'
 # Registers ConvNeXt and ConvNeXtLayerDecayOptimizerConstructor (mmengine's
 # root registries, found from every scope) and applies the torch compat
-# fixes.
+# fixes. On a machine without CUDA, tools/lib/device.py switches nccl to gloo
+# (and AMP to fp32); the config itself stays as the paper's runs had it.
 custom_imports = dict(
     imports=['convnext_backbone'], allow_failed_imports=False)
 
@@ -14,23 +18,3 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # tools/test.py --show-dir turns drawing on.
     visualization=dict(type='SegVisualizationHook'))
-
-# On a machine without CUDA, tools/lib/device.py switches nccl to gloo
-# (and AMP to fp32); the config itself stays as the paper's runs had it.
-env_cfg = dict(
-    cudnn_benchmark=True,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
-
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
-log_processor = dict(by_epoch=False)
-
-log_level = 'INFO'
-load_from = None
-resume = False
-
-# Multi-scale + flip test: `tools/test.py --tta` wraps the model in this and
-# feeds it the dataset's `tta_pipeline`.
-tta_model = dict(type='SegTTAModel')

@@ -38,26 +38,14 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         decay_rate=0.9, decay_type='stage_wise', num_layers=12))
 
-# The paper's multi-scale test (tools/test.py --tta); flip as in the V1
-# runs (ours).
-img_scale = (2048, 512)
+# The paper's multi-scale test (tools/test.py --tta): the V1 test-time
+# pipeline of the base (flip included, as in the V1 runs; ours) at the
+# paper's ratios of (2048, 512).
 img_ratios = [0.75, 0.875, 1.0, 1.125, 1.25]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
+tta_pipeline = _base_.tta_pipeline
+tta_pipeline[1].transforms[0] = [
     dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(
-                    type='Resize',
-                    scale=(int(img_scale[0] * r), int(img_scale[1] * r)),
-                    keep_ratio=True) for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadAnnotations', reduce_zero_label=True)],
-            [dict(type='PackSegInputs')],
-        ])
+        type='Resize',
+        scale=(int(2048 * r), int(512 * r)),
+        keep_ratio=True) for r in img_ratios
 ]

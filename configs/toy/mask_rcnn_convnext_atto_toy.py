@@ -1,10 +1,12 @@
 # Mask R-CNN, ConvNeXt-atto, on the generated toy set (data/toy_coco):
-# the CPU demo of `make demo`. Same model/runtime `_base_` pieces, the same
-# layer-wise lr decay and the same tools as the paper configs; what differs
-# is sized for 2 CPU cores and 128x128 images with 7-64 px objects, trained
-# from scratch (no ImageNet download here).
-_base_ = ['../_base_/models/mask_rcnn_convnext_fpn.py',
-          '../_base_/runtime_det.py']
+# the CPU demo of `make demo`. Same model/schedule/runtime `_base_` pieces,
+# the same layer-wise lr decay and the same tools as the paper configs; what
+# differs is sized for 2 CPU cores and 128x128 images with 7-64 px objects,
+# trained from scratch (no ImageNet download here).
+_base_ = [
+    '../_base_/models/mask_rcnn_convnext_fpn.py',
+    '../_base_/schedules/coco_adamw_3x.py', '../_base_/runtime_det.py'
+]
 from convnext_backbone.presets import out_channels  # noqa: E402
 
 arch = 'atto'
@@ -89,26 +91,20 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 max_epochs = 8
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                 val_interval=max_epochs)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=100),
     dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min_ratio=0.05,
          begin=0, end=max_epochs, by_epoch=True, convert_to_iter_based=True)
 ]
-# From scratch a higher lr than the fine-tuning configs; layer-wise decay
-# as in the paper's COCO runs (num_layers inferred from atto: 5).
+# The COCO schedule's AdamW and layer-wise decay (num_layers inferred from
+# atto: 5); from scratch a higher lr than the fine-tuning configs.
 optim_wrapper = dict(
-    type='OptimWrapper',
-    constructor='ConvNeXtLayerDecayOptimizerConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
-                   weight_decay=0.05),
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise'),
+    optimizer=dict(lr=1e-3),
+    paramwise_cfg=dict(decay_rate=0.9),
     clip_grad=dict(max_norm=10.0))
-auto_scale_lr = dict(enable=False, base_batch_size=4)
+auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))

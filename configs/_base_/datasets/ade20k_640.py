@@ -1,28 +1,13 @@
 # ADE20K with 640x640 crops from (2560, 640), as in the official ConvNeXt
-# runs of the IN-22K models. Everything else as in ade20k_512.py.
-_base_ = './ade20k_512.py'
-crop_size = (640, 640)
+# runs of the IN-22K models: mmseg 1.x's own 640x640 dataset base, with 2
+# images per GPU and the multi-scale test of ade20k_512.py at (2560, 640).
+_base_ = 'mmseg::_base_/datasets/ade20k_640x640.py'
 img_scale = (2560, 640)
+train_dataloader = dict(batch_size=2)
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(
-        type='RandomResize',
-        scale=img_scale,
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs')
-]
+# Multi-scale + flip test (`tools/test.py --tta`). As in the official runs,
+# each ratio scales `img_scale` (mmseg 1.x's base scales the raw image by
+# the ratio instead).
 img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
@@ -43,7 +28,3 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ])
 ]
-
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
