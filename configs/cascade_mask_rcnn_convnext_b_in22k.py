@@ -1,15 +1,12 @@
 # Cascade Mask R-CNN, ConvNeXt-B (IN-22K pretrained), COCO 3x.
 # Paper (Table 3): 54.0 box AP / 46.9 mask AP on val2017.
-# The T config with the IN-22K B backbone.
-_base_ = './cascade_mask_rcnn_convnext_t.py'
-from convnext_backbone.presets import out_channels  # noqa: E402
+# The IN-1K B config (layer decay 0.8) with the IN-22K weights, drop path 0.6
+# and lr 1e-4.
+_base_ = './cascade_mask_rcnn_convnext_b.py'
 
-arch = 'base'
 pretrained = 'https://dl.fbaipublicfiles.com/convnext/convnext_base_22k_224.pth'  # noqa: E501
 model = dict(
     backbone=dict(
-        arch=arch, drop_path_rate=0.6, init_cfg=dict(checkpoint=pretrained)),
-    neck=dict(in_channels=out_channels(arch)))
+        drop_path_rate=0.6, init_cfg=dict(checkpoint=pretrained)))
 
-optim_wrapper = dict(
-    optimizer=dict(lr=1e-4), paramwise_cfg=dict(decay_rate=0.8, num_layers=12))
+optim_wrapper = dict(optimizer=dict(lr=1e-4))

@@ -116,11 +116,12 @@ def test_common_settings(name):
 
 
 # Each variant states only what differs from the first config of its family
-# (the T config; for fp32 L/XL and ADE20K 640 crops, the first of those).
+# (the T config; for fp32 L/XL and ADE20K 640 crops, the first of those; for
+# B IN-22K, the IN-1K B config).
 FAMILY = {
     'cascade_mask_rcnn_convnext_s': 'cascade_mask_rcnn_convnext_t',
     'cascade_mask_rcnn_convnext_b': 'cascade_mask_rcnn_convnext_t',
-    'cascade_mask_rcnn_convnext_b_in22k': 'cascade_mask_rcnn_convnext_t',
+    'cascade_mask_rcnn_convnext_b_in22k': 'cascade_mask_rcnn_convnext_b',
     'cascade_mask_rcnn_convnext_l_in22k': 'cascade_mask_rcnn_convnext_t',
     'cascade_mask_rcnn_convnext_xl_in22k':
     'cascade_mask_rcnn_convnext_l_in22k',
