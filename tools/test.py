@@ -15,12 +15,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config  # noqa: E402
-
-from tools.lib.cli import add_launch_args, export_local_rank  # noqa: E402
-from tools.lib.errors import ConfigPrepareError  # noqa: E402
+from tools.lib.cli import parse_launch_args, prepared_runner  # noqa: E402
 from tools.lib.prepare import prepare_test_cfg  # noqa: E402
-from tools.lib.runner import build_runner, dump_metrics  # noqa: E402
+from tools.lib.runner import dump_metrics  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,28 +41,18 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='test-time augmentation as the config defines it (ADE20K '
         'configs: ratios 0.5-1.75 with flip)')
-    add_launch_args(parser, 'test')
-    args = parser.parse_args()
-    export_local_rank(args)
-    return args
+    return parse_launch_args(parser, 'test')
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    try:
-        cfg = prepare_test_cfg(
-            cfg,
-            args.checkpoint,
-            launcher=args.launcher,
-            work_dir=args.work_dir,
-            show_dir=args.show_dir,
-            out=args.out,
-            tta=args.tta,
-            cfg_options=args.cfg_options)
-        runner = build_runner(cfg)
-    except ConfigPrepareError as err:
-        sys.exit(f'error: {err}')
+    cfg, runner = prepared_runner(
+        prepare_test_cfg,
+        args,
+        args.checkpoint,
+        show_dir=args.show_dir,
+        out=args.out,
+        tta=args.tta)
     metrics = runner.test()
     dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
 

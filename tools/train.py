@@ -16,12 +16,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmengine.config import Config  # noqa: E402
-
-from tools.lib.cli import add_launch_args, export_local_rank  # noqa: E402
-from tools.lib.errors import ConfigPrepareError  # noqa: E402
+from tools.lib.cli import parse_launch_args, prepared_runner  # noqa: E402
 from tools.lib.prepare import prepare_train_cfg  # noqa: E402
-from tools.lib.runner import build_runner  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -47,27 +43,17 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='scale the lrs linearly from auto_scale_lr.base_batch_size (16 '
         'in the paper configs) to GPUs x batch_size')
-    add_launch_args(parser, 'train')
-    args = parser.parse_args()
-    export_local_rank(args)
-    return args
+    return parse_launch_args(parser, 'train')
 
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    try:
-        cfg = prepare_train_cfg(
-            cfg,
-            launcher=args.launcher,
-            work_dir=args.work_dir,
-            amp=args.amp,
-            resume=args.resume,
-            auto_scale_lr=args.auto_scale_lr,
-            cfg_options=args.cfg_options)
-        runner = build_runner(cfg)
-    except ConfigPrepareError as err:
-        sys.exit(f'error: {err}')
+    _, runner = prepared_runner(
+        prepare_train_cfg,
+        args,
+        amp=args.amp,
+        resume=args.resume,
+        auto_scale_lr=args.auto_scale_lr)
     runner.train()
 
 

@@ -1,8 +1,15 @@
-"""Command-line options the train and test tools share."""
+"""What the train and test tools share: their launch options, and the step
+from a config file to a Runner with its errors as one line."""
 import argparse
 import os
+import sys
+from typing import Any, Callable, Tuple
 
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from .errors import ConfigPrepareError
+from .runner import build_runner
 
 
 def add_launch_args(parser: argparse.ArgumentParser, phase: str) -> None:
@@ -34,3 +41,54 @@ def export_local_rank(args: argparse.Namespace) -> None:
     argument instead of the environment."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
+def parse_launch_args(parser: argparse.ArgumentParser,
+                      phase: str) -> argparse.Namespace:
+    """Parse the command line with the launch options added (see
+    :func:`add_launch_args`), and export ``LOCAL_RANK``.
+
+    Args:
+        parser (ArgumentParser): The tool's own arguments; extended in
+            place.
+        phase (str): ``'train'`` or ``'test'``, for the help example.
+
+    Returns:
+        Namespace: The parsed arguments.
+    """
+    add_launch_args(parser, phase)
+    args = parser.parse_args()
+    export_local_rank(args)
+    return args
+
+
+def prepared_runner(prepare: Callable[..., Config], args: argparse.Namespace,
+                    *prepare_args: Any,
+                    **prepare_kwargs: Any) -> Tuple[Config, Runner]:
+    """Load the config file of the command line, prepare it and build its
+    Runner; a :class:`ConfigPrepareError` ends the process with one
+    ``error: ...`` line (no traceback: the message says what to do).
+
+    Args:
+        prepare (callable): ``prepare_train_cfg`` or ``prepare_test_cfg``.
+        args (Namespace): The tool's command line: ``config``,
+            ``work_dir`` and the launch options (:func:`add_launch_args`),
+            which are passed on to ``prepare``.
+        *prepare_args, **prepare_kwargs: ``prepare``'s other arguments.
+
+    Returns:
+        tuple[Config, Runner]: The prepared config and its Runner.
+    """
+    cfg = Config.fromfile(args.config)
+    try:
+        cfg = prepare(
+            cfg,
+            *prepare_args,
+            launcher=args.launcher,
+            work_dir=args.work_dir,
+            cfg_options=args.cfg_options,
+            **prepare_kwargs)
+        runner = build_runner(cfg)
+    except ConfigPrepareError as err:
+        sys.exit(f'error: {err}')
+    return cfg, runner
