@@ -36,7 +36,7 @@ import logging
 import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -441,6 +441,44 @@ def _read_meta(path: str) -> Optional[dict]:
         return None
 
 
+def _summary(out_dir: str, classes: Sequence[str], img_size: Tuple[int, int],
+             paths: Dict[str, str], **fields: Any) -> dict:
+    """A set's summary: ``root``, ``classes``, ``img_size``, ``fields`` and
+    its paths but the meta file, in this order (the generator tool prints
+    it as it is)."""
+    data_paths = {k: v for k, v in paths.items() if k != 'meta_file'}
+    return dict(
+        root=out_dir, classes=classes, img_size=img_size, **fields,
+        **data_paths)
+
+
+def _set_complete(paths: Dict[str, str], meta: dict,
+                  image_files: Sequence[Tuple[str, str]],
+                  other_files: Sequence[str] = ()) -> bool:
+    """Whether the set at ``paths`` exists with exactly ``meta``: its meta
+    file holds ``meta`` and all its files are there.
+
+    Args:
+        paths (dict[str, str]): The set's paths, as :func:`toy_coco_paths`
+            / :func:`toy_ade_paths` give them.
+        meta (dict): As :func:`_meta` writes it.
+        image_files (Sequence[tuple[str, str]]): ``(dir_key, ext)`` for
+            each file an image has: for each split and image index ``i``,
+            ``paths[f'{split}_{dir_key}']/toy_<i>.<ext>`` must exist.
+        other_files (Sequence[str]): Keys of further files in ``paths``
+            that must exist. Defaults to ().
+    """
+    if _read_meta(paths['meta_file']) != meta:
+        return False
+    files = [paths[key] for key in other_files]
+    files += [
+        osp.join(paths[f'{split}_{dir_key}'], _file_name(idx, ext))
+        for split in ('train', 'val') for idx in range(meta[f'num_{split}'])
+        for dir_key, ext in image_files
+    ]
+    return all(osp.isfile(f) for f in files)
+
+
 # ----------------------------------------------------------------------------
 # Public API
 # ----------------------------------------------------------------------------
@@ -539,14 +577,7 @@ def generate_toy_coco(out_dir: str,
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(TOY_DET_CLASSES)
     ]
-    summary = dict(
-        root=out_dir,
-        classes=TOY_DET_CLASSES,
-        img_size=(h, w),
-        **{
-            k: v
-            for k, v in paths.items() if k != 'meta_file'
-        })
+    summary = _summary(out_dir, TOY_DET_CLASSES, (h, w), paths)
     for split_id, (split, num) in enumerate(
         (('train', num_train), ('val', num_val))):
         img_dir = paths[f'{split}_img_dir']
@@ -628,14 +659,7 @@ def generate_toy_ade(out_dir: str,
     h, w = _parse_img_size(img_size)
     _check_counts(seed, num_train, num_val)
     paths = toy_ade_paths(out_dir)
-    summary = dict(
-        root=out_dir,
-        classes=TOY_SEG_CLASSES,
-        img_size=(h, w),
-        **{
-            k: v
-            for k, v in paths.items() if k != 'meta_file'
-        })
+    summary = _summary(out_dir, TOY_SEG_CLASSES, (h, w), paths)
     ignored = total = 0
     for split_id, (split, num) in enumerate(
         (('train', num_train), ('val', num_val))):
@@ -667,34 +691,15 @@ def generate_toy_ade(out_dir: str,
 
 def _coco_complete(out_dir: str, meta: dict) -> bool:
     """Whether a toy COCO set with exactly ``meta`` exists in ``out_dir``."""
-    paths = toy_coco_paths(out_dir)
-    if _read_meta(paths['meta_file']) != meta:
-        return False
-    for split in ('train', 'val'):
-        if not osp.isfile(paths[f'{split}_ann_file']):
-            return False
-        for idx in range(meta[f'num_{split}']):
-            if not osp.isfile(
-                    osp.join(paths[f'{split}_img_dir'], _file_name(idx,
-                                                                   'jpg'))):
-                return False
-    return True
+    return _set_complete(
+        toy_coco_paths(out_dir), meta, [('img_dir', 'jpg')],
+        other_files=['train_ann_file', 'val_ann_file'])
 
 
 def _ade_complete(out_dir: str, meta: dict) -> bool:
     """Whether a toy ADE set with exactly ``meta`` exists in ``out_dir``."""
-    paths = toy_ade_paths(out_dir)
-    if _read_meta(paths['meta_file']) != meta:
-        return False
-    for split in ('train', 'val'):
-        for idx in range(meta[f'num_{split}']):
-            if not osp.isfile(
-                    osp.join(paths[f'{split}_img_dir'], _file_name(
-                        idx, 'jpg'))) or not osp.isfile(
-                            osp.join(paths[f'{split}_ann_dir'],
-                                     _file_name(idx, 'png'))):
-                return False
-    return True
+    return _set_complete(toy_ade_paths(out_dir), meta, [('img_dir', 'jpg'),
+                                                        ('ann_dir', 'png')])
 
 
 def generate_toy_data(root: str = DEFAULT_ROOT,
@@ -745,16 +750,9 @@ def generate_toy_data(root: str = DEFAULT_ROOT,
         if not overwrite and complete(out_dir, meta):
             logger.info('Toy %s set already exists at %s, skipping', kind,
                         out_dir)
-            paths = get_paths(out_dir)
-            paths.pop('meta_file')
-            results[kind] = dict(
-                root=out_dir,
-                classes=classes,
-                img_size=size,
-                num_train=int(num_train),
-                num_val=int(num_val),
-                skipped=True,
-                **paths)
+            results[kind] = _summary(
+                out_dir, classes, size, get_paths(out_dir),
+                num_train=int(num_train), num_val=int(num_val), skipped=True)
             continue
         if osp.isfile(get_paths(out_dir)['meta_file']) and not overwrite:
             logger.warning(
