@@ -154,6 +154,18 @@ def test_missing_dataset_stops_before_the_model(tmp_path):
     assert not osp.exists(tmp_path / 'wd')
 
 
+def test_missing_config_names_the_path_and_close_configs():
+    typo = osp.join(CONFIG_DIR, 'mask_rcnn_convnext_tt.py')
+    for tool in ('train.py', 'test.py'):
+        extra = [] if tool == 'train.py' else ['ckpt.pth']
+        proc = run([PYTHON, osp.join(TOOLS, tool), typo] + extra)
+        assert proc.returncode != 0
+        assert 'Traceback' not in proc.stderr
+        assert f"config file {typo!r} does not exist" in proc.stderr
+        assert repr(osp.join(CONFIG_DIR, 'mask_rcnn_convnext_t.py')) in (
+            proc.stderr)
+
+
 def test_unknown_cfg_option_key(tmp_path):
     proc = run([
         PYTHON,

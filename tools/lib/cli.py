@@ -1,7 +1,10 @@
 """What the train and test tools share: their launch options, and the step
 from a config file to a Runner with its errors as one line."""
 import argparse
+import difflib
+import glob
 import os
+import os.path as osp
 import sys
 from typing import Any, Callable, Tuple
 
@@ -79,6 +82,8 @@ def prepared_runner(prepare: Callable[..., Config], args: argparse.Namespace,
     Returns:
         tuple[Config, Runner]: The prepared config and its Runner.
     """
+    if not osp.isfile(args.config):
+        sys.exit(f'error: {missing_config_message(args.config)}')
     cfg = Config.fromfile(args.config)
     try:
         cfg = prepare(
@@ -92,3 +97,16 @@ def prepared_runner(prepare: Callable[..., Config], args: argparse.Namespace,
     except ConfigPrepareError as err:
         sys.exit(f'error: {err}')
     return cfg, runner
+
+
+def missing_config_message(path: str) -> str:
+    """What to say for a config path that is not a file: the path, and the
+    config files of its directory (or of ``configs/``) that it resembles."""
+    folder = osp.dirname(path) or '.'
+    if not osp.isdir(folder):
+        folder = 'configs'
+    candidates = sorted(glob.glob(osp.join(folder, '*.py')))
+    close = difflib.get_close_matches(path, candidates, n=3, cutoff=0.6)
+    hint = (f"; did you mean {', '.join(repr(c) for c in close)}?"
+            if close else f'; the configs are under {folder}/')
+    return f'config file {path!r} does not exist{hint}'
