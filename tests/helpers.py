@@ -85,25 +85,29 @@ def state_dict_sha256(state_dict: Dict[str, torch.Tensor],
     return sha.hexdigest()
 
 
-class MessageCollector(logging.Handler):
-    """Keeps the formatted message of every record it handles."""
+class LogCollector(logging.Handler):
+    """Keeps every record it handles, of every level."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.messages: List[str] = []
+        super().__init__(logging.DEBUG)
+        self.records: List[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        self.records.append(record)
+
+    def messages(self, level: int = logging.DEBUG) -> List[str]:
+        """The messages of the records at ``level`` or above."""
+        return [r.getMessage() for r in self.records if r.levelno >= level]
 
 
 @contextlib.contextmanager
-def logged_messages(logger: logging.Logger) -> Iterator[List[str]]:
-    """The messages ``logger`` emits inside the ``with`` block (a handler
-    on it for the block only, removed even when the block raises)."""
-    handler = MessageCollector()
+def captured_logs(logger: logging.Logger) -> Iterator[LogCollector]:
+    """What ``logger`` emits inside the ``with`` block (a handler on it for
+    the block only, removed even when the block raises)."""
+    handler = LogCollector()
     logger.addHandler(handler)
     try:
-        yield handler.messages
+        yield handler
     finally:
         logger.removeHandler(handler)
 

@@ -11,7 +11,7 @@ from mmengine.logging import MMLogger
 
 from convnext_backbone import ConvNeXt, convert_to_convnext
 from convnext_backbone.checkpoint import CheckpointError
-from helpers import MICRO, logged_messages, randomize_
+from helpers import MICRO, captured_logs, randomize_
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -129,10 +129,10 @@ def test_summary_is_logged_once(source, tmp_path):
     torch.save(to_official(source.state_dict()), path)
     logger = MMLogger.get_instance('convnext_ckpt_test')
     target = ConvNeXt(MICRO)
-    with logged_messages(logger) as messages:
+    with captured_logs(logger) as logs:
         loaded, missing, unexpected = load_convnext_checkpoint(
             target, path, logger=logger)
-    lines = [m for m in messages if 'ConvNeXt: loaded' in m]
+    lines = [m for m in logs.messages() if 'ConvNeXt: loaded' in m]
     assert len(lines) == 1
     assert f'loaded {len(loaded)} tensors' in lines[0]
     assert sorted(missing) == [f'norm{i}.{p}' for i in range(4)

@@ -28,7 +28,7 @@ from convnext_backbone.blocks import onednn_fusion_available
 from convnext_backbone.presets import (ARCH_SETTINGS, STRIDES,
                                        VERSION_PRESETS)
 from helpers import (CONFIG_DIR, MICRO, assert_relatively_close, load,
-                     logged_messages, randomize_, tiny_options, toy_options,
+                     captured_logs, randomize_, tiny_options, toy_options,
                      twins)
 from tools.lib.models import build_model_without_weights
 from tools.lib.prepare import prepare_train_cfg
@@ -369,10 +369,10 @@ def test_layout_round_trip(layout, source, tmp_path):
     torch.save(write(source.state_dict()), path)
     target = ConvNeXtV2(MICRO, init_cfg=dict(type='Pretrained',
                                              checkpoint=path))
-    with logged_messages(MMLogger.get_current_instance()) as messages:
+    with captured_logs(MMLogger.get_current_instance()) as logs:
         target.init_weights()
-    lines = [m for m in messages if 'ConvNeXtV2: loaded' in m]
-    assert len(lines) == 1, messages
+    lines = [m for m in logs.messages() if 'ConvNeXtV2: loaded' in m]
+    assert len(lines) == 1, logs.messages()
     assert lines[0].endswith(f'({dropped})'), lines[0]
     src_sd, tgt_sd = source.state_dict(), target.state_dict()
     for key in trunk(src_sd):

@@ -20,6 +20,7 @@ from mmengine.registry import DefaultScope
 
 from convnext_backbone import ConvNeXt, ConvNeXtLayerDecayOptimizerConstructor
 from convnext_backbone.layer_decay import infer_num_layers
+from helpers import captured_logs
 
 DIMS = (8, 16, 32, 64)
 T_DEPTHS = (1, 1, 9, 1)  # shaped like ConvNeXt-T: num_layers 6
@@ -272,22 +273,10 @@ def test_amp_optim_wrapper():
 
 
 def test_logs_one_info_table_and_details_at_debug():
-    records = []
-
-    class Collect(logging.Handler):
-
-        def emit(self, record):
-            records.append(record)
-
-    logger = MMLogger.get_current_instance()
-    handler = Collect(level=logging.DEBUG)
-    logger.addHandler(handler)
-    try:
+    with captured_logs(MMLogger.get_current_instance()) as logs:
         build(ToyDetector(T_DEPTHS), dict(decay_rate=0.7))
-    finally:
-        logger.removeHandler(handler)
-    info = [r for r in records if r.levelno == logging.INFO]
-    debug = [r for r in records if r.levelno == logging.DEBUG]
+    info = [r for r in logs.records if r.levelno == logging.INFO]
+    debug = [r for r in logs.records if r.levelno == logging.DEBUG]
     assert len(info) == 1
     table = info[0].getMessage()
     assert 'lr_scale' in table and 'layer_7_decay' in table

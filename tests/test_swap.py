@@ -17,27 +17,13 @@ from convnext_backbone import ConvNeXt, swap_backbone
 from convnext_backbone.presets import out_channels
 from convnext_backbone.swap import (SwapError, probe_backbone,
                                     rewrite_consumers, stages_for_strides)
-from helpers import (MICRO, narrowed_heads, per_stage, randomize_, shipped,
-                     step_and_predict)
+from helpers import (MICRO, captured_logs, narrowed_heads, per_stage,
+                     randomize_, shipped, step_and_predict)
 from tools.compat_matrix import record_case, recording, swap_fields
 from tools.lib.device import adapt_to_device
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ATTO = out_channels('atto')  # [40, 80, 160, 320]
-
-
-class Collect(logging.Handler):
-    """Keeps the messages of the current MMLogger."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-    def messages(self, level=logging.DEBUG):
-        return [r.getMessage() for r in self.records if r.levelno >= level]
 
 
 @pytest.fixture(autouse=True)
@@ -53,11 +39,9 @@ def one_thread():
 
 @pytest.fixture
 def logs():
-    logger = MMLogger.get_current_instance()
-    handler = Collect()
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
+    """What the current MMLogger emits during the test."""
+    with captured_logs(MMLogger.get_current_instance()) as collected:
+        yield collected
 
 
 def micro_cfg(out_indices=(1, 2, 3), **model):
