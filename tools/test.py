@@ -40,7 +40,8 @@ def parse_args() -> argparse.Namespace:
         '--tta',
         action='store_true',
         help='test-time augmentation as the config defines it (ADE20K '
-        'configs: ratios 0.5-1.75 with flip)')
+        'configs: ratios 0.5-1.75 of the test scale with flip; V2: '
+        '0.75-1.25)')
     return parse_launch_args(parser, 'test')
 
 

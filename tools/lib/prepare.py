@@ -175,8 +175,8 @@ def prepare_test_cfg(cfg: Config,
             (``DumpDetResults``); mmseg: a folder of predicted label PNGs
             (``IoUMetric(output_dir=...)``). Defaults to None.
         tta (bool): Test with the config's ``tta_model`` /
-            ``tta_pipeline`` (ADE20K: ratios 0.5-1.75 with flip). Defaults
-            to False.
+            ``tta_pipeline`` (ADE20K: ratios 0.5-1.75 of the test scale
+            with flip; V2: 0.75-1.25). Defaults to False.
         cfg_options (dict, optional): See :func:`merge_cfg_options`.
         check_data (bool): Run :func:`check_dataset_paths` for test.
             Defaults to True.
