@@ -390,12 +390,19 @@ def shipped(package: str, path: str) -> Config:
 
 def step_and_predict(model_cfg, optim_wrapper_cfg, scope: str, batch):
     """Build a model in ``scope`` (its backbone must be this package's
-    ConvNeXt), one ``train_step`` through the config's optim wrapper with
-    a finite loss, then ``test_step`` on the same batch; the predictions."""
+    ConvNeXt) and initialise its weights as the Runner does, one
+    ``train_step`` through the config's optim wrapper with a finite loss,
+    then ``test_step`` on the same batch; the predictions.
+
+    ``init_weights`` matters: some heads allocate parameters with
+    ``torch.Tensor(n)`` and fill them only there (Deformable DETR's
+    ``level_embed``); left out, whatever was in that memory, NaN included,
+    goes into the loss."""
     from mmengine.optim import build_optim_wrapper
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(model_cfg)
         assert isinstance(model.backbone, ConvNeXt)
+        model.init_weights()
         optim_wrapper = build_optim_wrapper(model, optim_wrapper_cfg)
         model.train()
         losses = model.train_step(batch, optim_wrapper)
