@@ -40,12 +40,13 @@ optim_wrapper = dict(
 
 # The paper's multi-scale test (tools/test.py --tta): the V1 test-time
 # pipeline of the base (flip included, as in the V1 runs; ours) at the
-# paper's ratios of (2048, 512).
+# paper's ratios of the base's test scale (2048, 512).
+img_scale = _base_.img_scale
 img_ratios = [0.75, 0.875, 1.0, 1.125, 1.25]
 tta_pipeline = _base_.tta_pipeline
 tta_pipeline[1].transforms[0] = [
     dict(
         type='Resize',
-        scale=(int(2048 * r), int(512 * r)),
+        scale=(int(img_scale[0] * r), int(img_scale[1] * r)),
         keep_ratio=True) for r in img_ratios
 ]
