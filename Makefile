@@ -1,19 +1,34 @@
 # make test : create .venv, install everything (pinned), run the whole test suite
 # make demo : install, generate the toy data, train + evaluate a ConvNeXt
 #             Mask R-CNN and UperNet on CPU, draw predictions
-# make downstream : also install mmpose and mmpretrain (tests/test_downstream.py)
-#             without changing the default stack (requirements/downstream.txt)
+# STACK=onedl : the same on the maintained onedl-* forks, in .venv-onedl
+#             (`make test STACK=onedl`); the default is STACK=upstream (.venv)
+# make downstream : check that the downstream projects import (the install
+#             puts mmpose in .venv; onedl-mmpretrain and timm in .venv-onedl)
+STACK ?= upstream
+ifeq ($(STACK),upstream)
 VENV ?= .venv
+STACK_REQS := requirements/runtime.txt requirements/constraints.txt requirements/downstream.txt
+else ifeq ($(STACK),onedl)
+VENV ?= .venv-onedl
+STACK_REQS := requirements/runtime-onedl.txt requirements/constraints-onedl.txt
+else
+$(error unknown STACK=$(STACK); choose upstream (the default) or onedl)
+endif
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.convnext_backbone-installed
 
-.PHONY: install test demo downstream clean
+.PHONY: install test demo downstream deploy clean
 
-$(STAMP): tools/install.sh requirements/runtime.txt requirements/constraints.txt requirements/tests.txt setup.py
-	VENV=$(abspath $(VENV)) bash tools/install.sh
+$(STAMP): tools/install.sh $(STACK_REQS) requirements/tests.txt setup.py
+	STACK=$(STACK) VENV=$(abspath $(VENV)) bash tools/install.sh
 	touch $@
 
 install: $(STAMP)
+
+# The deploy tools' packages (onnx, onnxruntime, ...) are part of the install.
+deploy: $(STAMP)
+	$(PY) -c "import onnx, onnxruntime; print('onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__)"
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q
@@ -21,13 +36,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
-# --no-deps: pip never touches torch, numpy, mmcv or mmengine; Cython first,
-# to build xtcocotools against the installed numpy.
 downstream: $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps 'cython>=3,<4'
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps \
-		--no-build-isolation -r requirements/downstream.txt
-	$(PY) -c "import mmpose.models; print('mmpose', mmpose.__version__, 'imports')"
+	$(PY) -m pytest tests/test_downstream.py -q -rs
 
 clean:
-	rm -rf $(VENV) build *.egg-info work_dirs/toy
+	rm -rf .venv .venv-onedl build *.egg-info work_dirs/toy

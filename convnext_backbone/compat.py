@@ -16,8 +16,23 @@ keeps the security defaults of the newer library.
   anyway, so we stop writing them. Checkpoints written by plain mmengine
   0.10.7 still carry them and are refused with torch's error; re-save them
   once from a trusted environment (see the README).
+- onedl-mmengine (the maintained fork) loads every checkpoint through
+  ``mmengine.runner.checkpoint._safe_torch_load``, which retries with
+  ``weights_only=False`` when the safe load fails: a checkpoint whose pickle
+  calls any function (``init_cfg``, ``load_from``, resume) would run it. We
+  replace that function by one that keeps ``weights_only=True`` and names the
+  refused global and how to allow it deliberately.
+- mmengine maps the ``mmseg::`` config prefix to the distribution
+  ``mmsegmentation``; the forks install the same module as another
+  distribution (``onedl-mmsegmentation``), and ``mmseg::`` bases then fail
+  with "mmsegmentation is not installed". Where an OpenMMLab module is
+  importable but its upstream distribution is absent, we point the prefix at
+  the distribution that installed the module.
 """
-from typing import List
+import importlib.util
+import pickle
+from importlib import metadata
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -55,6 +70,76 @@ def _history_buffer_getstate(self) -> dict:
     return state
 
 
+def safe_torch_load(file, map_location=None, weights_only=None):
+    """``torch.load`` with ``weights_only=True`` unless the caller says
+    otherwise, and no retry without it.
+
+    Takes the place of onedl-mmengine's ``_safe_torch_load`` (same
+    signature). mmengine's own globals are allowed by :func:`apply`.
+
+    Raises:
+        pickle.UnpicklingError: The file needs a global outside the
+            allow-list; the message names it and how to allow it.
+    """
+    if weights_only is None:
+        weights_only = True
+    try:
+        return torch.load(
+            file, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        name = file if isinstance(file, str) else type(file).__name__
+        raise pickle.UnpicklingError(
+            f'convnext_backbone refused to load checkpoint {name}: it needs a '
+            f'global that is not allowed for safe loading ({exc}). If you '
+            'trust the file, allow that global deliberately with '
+            'torch.serialization.add_safe_globals([...]) in a module your '
+            "config lists in custom_imports, or re-save the file's "
+            'state_dict from a trusted environment') from exc
+
+
+def _keep_loader_safe() -> bool:
+    """Replace onedl-mmengine's falling-back loader; False on upstream
+    mmengine (which calls ``torch.load`` directly and needs nothing)."""
+    from mmengine.runner import checkpoint
+    if not hasattr(checkpoint, '_safe_torch_load'):
+        return False
+    # A private name of mmengine: there is no public hook for the loader,
+    # and every load of the fork (load_checkpoint, CheckpointLoader's file,
+    # http and mmengine schemes, resume) looks it up in this module.
+    checkpoint._safe_torch_load = safe_torch_load
+    return True
+
+
+def map_forked_distributions() -> Dict[str, str]:
+    """Point mmengine's ``module::`` config prefixes at the distribution that
+    installed each module where the upstream one is absent.
+
+    Returns:
+        dict: ``{module: distribution}`` of the prefixes changed, e.g.
+        ``{'mmseg': 'onedl-mmsegmentation'}``; empty on upstream.
+    """
+    from mmengine.config import utils as config_utils
+    table = getattr(config_utils, 'MODULE2PACKAGE', None)
+    if table is None:  # mmengine < 0.10 named it PKG2PROJECT
+        table = config_utils.PKG2PROJECT
+    changed: Dict[str, str] = {}
+    providers = None
+    for module, dist in table.items():
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
+            metadata.version(dist)
+            continue
+        except metadata.PackageNotFoundError:
+            pass
+        if providers is None:  # scans all distributions: only when needed
+            providers = metadata.packages_distributions()
+        found = providers.get(module, [])
+        if len(found) == 1:
+            table[module] = changed[module] = found[0]
+    return changed
+
+
 def apply() -> None:
     """Apply all compatibility fixes (idempotent)."""
     global _APPLIED
@@ -65,4 +150,6 @@ def apply() -> None:
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is not None:  # torch >= 2.4
         add_safe_globals(mmengine_checkpoint_safe_globals())
+    _keep_loader_safe()
+    map_forked_distributions()
     _APPLIED = True

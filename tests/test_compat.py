@@ -101,3 +101,62 @@ def test_pickled_callable_still_refused(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
     assert RAN == []
+
+
+def test_every_loader_refuses_a_code_executing_pickle(tmp_path):
+    """load_checkpoint (init_cfg='Pretrained', load_from) and the package's
+    loader refuse it on either stack: onedl-mmengine's loader would retry
+    with weights_only=False, the package replaces it (compat)."""
+    from mmengine.runner import checkpoint as mm_checkpoint
+
+    from convnext_backbone.checkpoint import (CheckpointError,
+                                              load_checkpoint_file)
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'w': torch.ones(1)}, 'x': Payload()}, path)
+    model = nn.Linear(1, 1)
+    with pytest.raises(pickle.UnpicklingError,
+                       match='test_compat.trigger') as info:
+        mm_checkpoint.load_checkpoint(model, str(path), map_location='cpu')
+    if hasattr(mm_checkpoint, '_safe_torch_load'):  # onedl-mmengine
+        assert 'add_safe_globals' in str(info.value)
+    with pytest.raises(CheckpointError, match='weights_only=True'):
+        load_checkpoint_file(str(path))
+    assert RAN == []
+
+
+def test_safe_torch_load_names_the_global_and_the_fix(tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'x': Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError) as info:
+        convnext_backbone.compat.safe_torch_load(str(path))
+    message = str(info.value)
+    assert str(path) in message and 'test_compat.trigger' in message
+    assert 'add_safe_globals' in message and 'custom_imports' in message
+    assert RAN == []
+    # plain tensors and mmengine's own types still load
+    good = tmp_path / 'good.pth'
+    torch.save({'w': torch.arange(3), 'a': np.arange(2)}, good)
+    state = convnext_backbone.compat.safe_torch_load(str(good))
+    assert state['w'].tolist() == [0, 1, 2]
+
+
+def test_config_prefix_follows_the_installed_distribution(monkeypatch):
+    """A forked distribution (onedl-mmsegmentation installs the module mmseg)
+    takes the place of the upstream one in mmengine's `mmseg::` prefix."""
+    from mmengine.config import utils as config_utils
+    table = getattr(config_utils, 'MODULE2PACKAGE', None) or \
+        config_utils.PKG2PROJECT
+    monkeypatch.setitem(table, 'yaml', 'no-such-distribution')
+    changed = convnext_backbone.compat.map_forked_distributions()
+    assert changed.get('yaml', '').lower() == 'pyyaml'
+    assert table['yaml'] == changed['yaml']
+    # an upstream distribution that is installed is left alone
+    assert 'mmdet' not in changed
+
+
+def test_mmseg_prefix_resolves_on_this_stack():
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        str(__import__('pathlib').Path(__file__).parents[1] / 'configs' /
+            'upernet_convnext_t_512.py'))
+    assert cfg.model.decode_head.type == 'UPerHead'

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Idempotent install of convnext_backbone and its stack into a venv.
 #
-#   VENV=.venv (default)  the environment; created if missing. To use a CUDA
-#                         torch, create the venv yourself and install torch in
-#                         it first: an importable torch is always kept, and
-#                         mmcv's ops are built against it.
+#   STACK=upstream        which OpenMMLab distributions (default):
+#                         upstream: mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0,
+#                           mmsegmentation 1.2.2, mmpose (requirements/
+#                           runtime.txt, constraints.txt, downstream.txt);
+#                         onedl: the maintained forks onedl-mmcv 2.3.6,
+#                           onedl-mmengine, onedl-mmdetection,
+#                           onedl-mmsegmentation, onedl-mmpretrain, with
+#                           mmpose, timm, torch 2.14.1 + torchvision 0.29.1
+#                           (requirements/*-onedl.txt).
+#   VENV=.venv (default; .venv-onedl for STACK=onedl)  the environment;
+#                         created if missing. To use a CUDA torch, create the
+#                         venv yourself and install torch in it first: an
+#                         importable torch is always kept, and mmcv's ops are
+#                         built against it.
 #   CONVNEXT_BACKBONE_CACHE  where built mmcv wheels are kept, keyed by mmcv,
 #                         torch, CUDA, GPU architectures and Python (default
 #                         ${XDG_CACHE_HOME:-~/.cache}/convnext_backbone).
@@ -13,7 +23,7 @@
 #   MMCV_CUDA=0           build mmcv's CPU ops only, even with a GPU visible.
 #
 # numpy: an installed numpy (1.26 or 2.x) is kept; a new environment gets the
-# versions of requirements/constraints.txt (numpy 2).
+# versions of the stack's constraints file (numpy 2).
 #
 # mmcv 2.1.0 (the newest that mmdet 3.3 / mmseg 1.2 accept) has no wheel for
 # today's torch: it is built from its source tarball with its C++ ops the
@@ -22,9 +32,29 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-VENV=${VENV:-$REPO/.venv}
-MMCV_VERSION=2.1.0
-TORCH_DEFAULT=2.13.0
+REQ=$REPO/requirements
+STACK=${STACK:-upstream}
+case $STACK in
+  upstream)
+    VENV=${VENV:-$REPO/.venv}
+    MMCV_DIST=mmcv MMCV_VERSION=2.1.0
+    TORCH_DEFAULT=(torch==2.13.0)
+    RUNTIME=$REQ/runtime.txt CONSTRAINTS_FILE=$REQ/constraints.txt
+    EXTRA=$REQ/downstream.txt ;;
+  onedl)
+    VENV=${VENV:-$REPO/.venv-onedl}
+    MMCV_DIST=onedl-mmcv MMCV_VERSION=2.3.6
+    # The newest torch with a torchvision that imports beside it here
+    # (timm and mmpretrain need torchvision; PyPI's CPU torch 2.13.0 has
+    # none that loads): a CUDA build, it runs on the CPU.
+    TORCH_DEFAULT=(torch==2.14.1 torchvision==0.29.1)
+    RUNTIME=$REQ/runtime-onedl.txt CONSTRAINTS_FILE=$REQ/constraints-onedl.txt
+    EXTRA=$REQ/downstream-onedl.txt ;;
+  *)
+    echo "[install] ERROR: unknown STACK=$STACK; choose upstream (default) or onedl" >&2
+    exit 2 ;;
+esac
+export MMCV_VERSION
 CACHE=${CONVNEXT_BACKBONE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/convnext_backbone}
 
 log() { echo "[install] $*"; }
@@ -40,8 +70,8 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 if "$PY" -c 'import torch' 2>/dev/null; then
   log "keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-  log "installing torch==$TORCH_DEFAULT"
-  pip_install "torch==$TORCH_DEFAULT"
+  log "installing ${TORCH_DEFAULT[*]}"
+  pip_install "${TORCH_DEFAULT[@]}"
 fi
 # Build requirements of mmcv's setup.py (it imports pkg_resources; its ops
 # include no numpy header, so numpy is left to the requirements below).
@@ -49,9 +79,9 @@ pip_install "setuptools>=77,<81" wheel ninja packaging
 
 mmcv_ops_ok() {
   "$PY" - <<'PY' 2>/dev/null
-import torch, mmcv
+import os, torch, mmcv
 from mmcv.ops import nms
-assert mmcv.__version__ == '2.1.0', mmcv.__version__
+assert mmcv.__version__ == os.environ['MMCV_VERSION'], mmcv.__version__
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [20., 20., 30., 30.]])
 dets, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
 assert keep.tolist() == [0, 2], keep
@@ -102,7 +132,7 @@ build_with_progress() {
 }
 
 if mmcv_ops_ok; then
-  log "mmcv $MMCV_VERSION with ops already installed"
+  log "$MMCV_DIST $MMCV_VERSION with ops already installed"
 else
   read -r PLAN CUDA_VERSION ARCHS <<<"$(cuda_plan)"
   if [[ $PLAN == nocuda ]]; then
@@ -112,7 +142,7 @@ else
   fi
   # CPU builds keep the key of earlier versions of this script (its cache
   # stays valid); CUDA builds add the CUDA version and architectures.
-  KEY=$("$PY" -c "import sys, torch; print(f'mmcv-$MMCV_VERSION-torch{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}')")
+  KEY=$("$PY" -c "import sys, torch; print(f'$MMCV_DIST-$MMCV_VERSION-torch{torch.__version__}-cp{sys.version_info[0]}{sys.version_info[1]}')")
   JOBS=${MAX_JOBS:-$(nproc)}
   if [[ $PLAN == cuda ]]; then
     KEY="$KEY-cuda$CUDA_VERSION-sm${ARCHS//;/_}"
@@ -127,17 +157,17 @@ else
     WHAT="CPU ops"
   fi
   WHEEL_DIR="$CACHE/wheels/$KEY"
-  WHEEL=$(ls "$WHEEL_DIR"/mmcv-*.whl 2>/dev/null | head -1 || true)
+  WHEEL=$(ls "$WHEEL_DIR"/*.whl 2>/dev/null | head -1 || true)
   if [[ -z "$WHEEL" ]]; then
-    log "building mmcv $MMCV_VERSION with $WHAT on $JOBS cores: expected ~$EXPECTED min the first time; cached in $WHEEL_DIR"
+    log "building $MMCV_DIST $MMCV_VERSION with $WHAT on $JOBS cores: expected ~$EXPECTED min the first time; cached in $WHEEL_DIR"
     TMP=$(mktemp -d)
     trap 'rm -rf "$TMP"' EXIT
-    "$PY" -m pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$TMP/src"
+    "$PY" -m pip download -q --no-deps --no-binary :all: "$MMCV_DIST==$MMCV_VERSION" -d "$TMP/src"
     build_with_progress "$EXPECTED" env MMCV_WITH_OPS=1 MAX_JOBS="$JOBS" "${BUILD_ENV[@]}" \
-      "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$TMP/wheel" "$TMP"/src/mmcv-*.tar.gz
+      "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$TMP/wheel" "$TMP"/src/*.tar.gz
     mkdir -p "$WHEEL_DIR"
-    mv "$TMP"/wheel/mmcv-*.whl "$WHEEL_DIR"/
-    WHEEL=$(ls "$WHEEL_DIR"/mmcv-*.whl | head -1)
+    mv "$TMP"/wheel/*.whl "$WHEEL_DIR"/
+    WHEEL=$(ls "$WHEEL_DIR"/*.whl | head -1)
   else
     log "using cached $WHEEL"
   fi
@@ -152,16 +182,21 @@ if NUMPY_HAVE=$("$PY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null); 
   log "keeping installed numpy $NUMPY_HAVE"
   echo "numpy==$NUMPY_HAVE" >"$CONSTRAINTS"
 else
-  cp "$REPO/requirements/constraints.txt" "$CONSTRAINTS"
+  cp "$CONSTRAINTS_FILE" "$CONSTRAINTS"
 fi
-log "installing requirements"
-pip_install -c "$CONSTRAINTS" -r "$REPO/requirements/runtime.txt" -r "$REPO/requirements/tests.txt"
+log "installing the $STACK requirements"
+pip_install -c "$CONSTRAINTS" -r "$RUNTIME" -r "$REQ/tests.txt"
+# Downstream projects the suite runs ConvNeXt in, and the benchmark's peers.
+# --no-deps: pip never touches torch, numpy, mmcv or mmengine; Cython first,
+# to build xtcocotools against the installed numpy.
+pip_install --no-deps 'cython>=3,<4'
+pip_install --no-deps --no-build-isolation -r "$EXTRA"
 rm -f "$CONSTRAINTS"
 pip_install --no-deps --no-build-isolation -e "$REPO"
 
 if ! mmcv_ops_ok; then
-  echo "[install] ERROR: mmcv.ops did not import or nms failed: mmcv was built without its C++ ops." >&2
+  echo "[install] ERROR: mmcv.ops did not import or nms failed: $MMCV_DIST was built without its C++ ops." >&2
   echo "[install] Remove the cached wheel under $CACHE/wheels and rerun; see the build log above." >&2
   exit 1
 fi
-"$PY" -c "import convnext_backbone, mmdet, mmseg, numpy, torch; print('[install] ok: torch', torch.__version__, 'numpy', numpy.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"
+"$PY" -c "import convnext_backbone, mmdet, mmseg, numpy, torch; print('[install] ok ($STACK): torch', torch.__version__, 'numpy', numpy.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"
