@@ -10,8 +10,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
 
+from .drop_path import DropPath
 from .grn import GRN
 from .layernorm import LayerNormLast
 

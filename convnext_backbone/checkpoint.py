@@ -348,9 +348,9 @@ def _summarise(keys: list) -> str:
     """Group keys by their first two name parts for a one-line log."""
     if not keys:
         return 'none'
-    groups = OrderedDict()
+    groups = []
     for k in keys:
         parts = k.split('.')
-        groups.setdefault('.'.join(parts[:2]) if parts[0] == 'stages'
-                          else parts[0], 0)
-    return ', '.join(groups)
+        groups.append('.'.join(parts[:2]) if parts[0] == 'stages'
+                      else parts[0])
+    return ', '.join(dict.fromkeys(groups))  # first-seen order, no repeats

@@ -20,7 +20,7 @@ from mmengine.registry import MODELS
 
 from .blocks import ConvNeXtBlock, ConvNeXtV2Block
 from .checkpoint import load_convnext_checkpoint
-from .layer_decay import get_layer_id_for_convnext
+from .layer_decay import get_layer_id_for_convnext, infer_num_layers
 from .layernorm import LayerNorm2d
 from .presets import (NUM_STAGES, STRIDES, normalize_out_indices,
                       out_channels, resolve_arch)
@@ -193,6 +193,31 @@ class ConvNeXt(BaseModule):
         """
         return get_layer_id_for_convnext(param_name, num_layers, decay_type)
 
+    def get_layer_depth(self,
+                        param_name: str,
+                        decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        """Layer id of a parameter and the number of ids, for lr decay.
+
+        What :class:`~convnext_backbone.ConvNeXtLayerDecayOptimizerConstructor`
+        asks a backbone, in the form of mmpretrain's ``get_layer_depth``: the
+        backbone knows its own ``L`` (``infer_num_layers(depths)``), so the
+        constructor needs no knowledge of ConvNeXt.
+
+        Args:
+            param_name (str): Name relative to this module
+                (e.g. ``'stages.2.4.dwconv.weight'``).
+            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``.
+                Defaults to 'layer_wise' (mmpretrain's rule for ConvNeXt).
+
+        Returns:
+            tuple[int, int]: ``(layer_id, L + 2)``: ids run from 0 to
+            ``L + 1`` (the top id, also that of parameters outside the
+            backbone) and the lr scale is ``decay_rate ** (L + 2 - id - 1)``.
+        """
+        num_layers = infer_num_layers(self.depths)
+        return (get_layer_id_for_convnext(param_name, num_layers, decay_type),
+                num_layers + 2)
+
     # ------------------------------------------------------------- internals
     def _layer_scale(self, value: Optional[float]) -> Optional[float]:
         """The checked ``layer_scale_init_value`` (V2 has none)."""
@@ -277,7 +302,7 @@ class ConvNeXtV2(ConvNeXt):
     ``frozen_stages``, ``with_cp``, drop path, ``channels_last``, the fused
     inference path, ``init_cfg`` / the deprecated ``pretrained``), the
     outputs' description (``out_channels`` / ``out_strides``) and the
-    layer-id rule of the LR decay (``get_layer_id``) are
+    layer-id rule of the LR decay (``get_layer_id``, ``get_layer_depth``) are
     :class:`ConvNeXt`'s; see its arguments. Registered in mmengine's root
     ``MODELS`` as ``ConvNeXtV2``, found from every OpenMMLab scope.
 

@@ -2,9 +2,12 @@
 
 Wires the pure rule of :mod:`convnext_backbone.layer_decay` into mmengine,
 for mmdet and mmseg alike. The backbone is found by what it offers (a
-``get_layer_id`` method and ``depths``), not by its class, so this module
-does not import the backbone.
+``get_layer_depth(param_name, decay_type)`` method that returns a
+parameter's layer id and the number of ids, as mmpretrain's backbones
+return them), not by its class, so this module neither imports the backbone
+nor knows ConvNeXt's depths.
 """
+import inspect
 import logging
 import math
 import numbers
@@ -15,22 +18,33 @@ from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from .layer_decay import DECAY_TYPES, infer_num_layers
+from .layer_decay import DECAY_TYPES
 
 PARAMWISE_KEYS = ('decay_rate', 'decay_type', 'num_layers')
 
 
 def offers_layer_decay(module: nn.Module) -> bool:
     """Whether a module is a backbone this constructor can decay: it has a
-    ``get_layer_id(param_name, num_layers, decay_type)`` method and the
-    per-stage ``depths`` the number of layers is inferred from."""
-    return (callable(getattr(module, 'get_layer_id', None))
-            and isinstance(getattr(module, 'depths', None), (list, tuple)))
+    ``get_layer_depth(param_name, decay_type)`` method returning
+    ``(layer_id, number of ids)``.
+
+    mmpretrain's backbones have a ``get_layer_depth(param_name, prefix)``
+    with no ``decay_type``; they are not taken (their second argument would
+    silently read ``'layer_wise'`` as a prefix).
+    """
+    method = getattr(module, 'get_layer_depth', None)
+    if not callable(method):
+        return False
+    try:
+        return 'decay_type' in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin)
+        return False
 
 
-def find_convnext_backbones(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+def find_layer_decay_backbones(
+        model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """The outermost modules of a model that offer layer decay (see
-    :func:`offers_layer_decay`): this package's ConvNeXt backbones.
+    :func:`offers_layer_decay`), such as this package's ConvNeXt backbones.
 
     Args:
         model (nn.Module): A detector, segmentor, a wrapper of one (DDP's
@@ -52,9 +66,12 @@ def find_convnext_backbones(model: nn.Module) -> List[Tuple[str, nn.Module]]:
 class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """Optimizer wrapper with the paper's layer-wise lr decay for ConvNeXt.
 
-    Every trainable parameter gets a layer id from
-    :func:`get_layer_id_for_convnext` (parameters outside the ConvNeXt
-    backbone: the top id ``L + 1``), the lr
+    Every trainable parameter of a backbone gets its layer id from the
+    backbone's ``get_layer_depth(param_name, decay_type)`` (ConvNeXt's:
+    :func:`get_layer_id_for_convnext`), which also gives the number of ids
+    ``L + 2``; parameters outside the backbone get the top id ``L + 1``.
+    Any module offering that method is decayed, whatever its class (see
+    :func:`offers_layer_decay`). A parameter gets the lr
     ``base_lr * decay_rate ** (L + 1 - id)`` and weight decay 0 if it is 1-D
     or named ``*.bias``, else the optimizer's ``weight_decay``. Frozen
     parameters are left out. Per parameter this gives the same lr and weight
@@ -86,8 +103,8 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
               ``'stage_wise'`` (ADE20K). Defaults to ``'layer_wise'``, as in
               mmdet and mmseg.
             - ``num_layers`` (int, optional): ``L`` of the rule. Defaults to
-              ``infer_num_layers(backbone.depths)`` (6 for ConvNeXt-T, 12
-              for S/B/L/XL); a given value must equal it.
+              the backbone's own, its number of ids less 2 (6 for
+              ConvNeXt-T, 12 for S/B/L/XL); a given value must equal it.
 
     Example:
         >>> # a COCO config (default_scope='mmdet'), ConvNeXt-T Cascade
@@ -152,28 +169,43 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 'weight_decay is what non-1-D weights get (e.g. '
                 "dict(type='AdamW', lr=2e-4, weight_decay=0.05))")
 
-    def _resolve_num_layers(
-            self, backbones: List[Tuple[str, nn.Module]]) -> int:
-        """``L``: the given num_layers, checked against every backbone."""
-        needed = [(prefix or '<model>', tuple(backbone.depths),
-                   infer_num_layers(backbone.depths))
-                  for prefix, backbone in backbones]
+    def _layer_ids(self, prefix: str,
+                   backbone: nn.Module) -> Tuple[Dict[int, int], int]:
+        """The layer id of each parameter of a backbone, keyed by the
+        tensor (so any prefix works), and the backbone's ``L``."""
+        ids: Dict[int, int] = {}
+        counts = set()
+        for rel_name, param in backbone.named_parameters():
+            ids[id(param)], count = backbone.get_layer_depth(
+                rel_name, decay_type=self.decay_type)
+            counts.add(count)
+        if len(counts) != 1:
+            raise ValueError(
+                f'get_layer_depth of the backbone {prefix or "<model>"!r} '
+                f'({type(backbone).__name__}) must return one number of '
+                f'layer ids (L + 2) for all its parameters, got '
+                f"{sorted(counts) or 'none: it has no parameters'}")
+        return ids, counts.pop() - 2
+
+    def _resolve_num_layers(self, needed: List[Tuple[str, str, int]]) -> int:
+        """``L``: the given num_layers, checked against every backbone's
+        ``(prefix, class name, L)``."""
         if self.num_layers is None:
             if len({value for _, _, value in needed}) > 1:
                 raise ValueError(
-                    f'the ConvNeXt backbones of the model need different '
-                    f'num_layers (prefix, depths, num_layers): {needed}; one '
+                    f'the backbones of the model need different num_layers '
+                    f'(prefix, backbone, num_layers): {needed}; one '
                     'optimizer cannot decay them on one scale, build them '
                     'from one depths preset')
             return needed[0][2]
-        for prefix, depths, value in needed:
+        for prefix, kind, value in needed:
             if value != self.num_layers:
                 raise ValueError(
                     f'paramwise_cfg num_layers={self.num_layers} does not '
-                    f'fit the ConvNeXt backbone {prefix!r} with depths '
-                    f'{depths}, which needs num_layers={value} (3 + '
-                    f'ceil(depths[2] / 3): 6 for T, 12 for S/B/L/XL); set '
-                    f'num_layers={value} or leave it out to infer it')
+                    f'fit the backbone {prefix!r} ({kind}), which needs '
+                    f'num_layers={value} (ConvNeXt: 3 + ceil(depths[2] / 3), '
+                    f'6 for T, 12 for S/B/L/XL); set num_layers={value} or '
+                    'leave it out to infer it')
         return self.num_layers
 
     def add_params(self, params: List[dict], module: nn.Module,
@@ -183,18 +215,21 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         Args:
             params (list[dict]): Param groups, extended in place.
             module (nn.Module): The model (detector, segmentor or a wrapper
-                of one) holding a ``convnext_backbone.ConvNeXt``.
+                of one) holding a ``convnext_backbone.ConvNeXt`` or another
+                backbone offering ``get_layer_depth``.
         """
-        backbones = find_convnext_backbones(module)
+        backbones = find_layer_decay_backbones(module)
         if not backbones:
             raise TypeError(self._no_backbone_message(module))
-        num_layers = self._resolve_num_layers(backbones)
+        layer_ids: Dict[int, int] = {}
+        needed = []
+        for prefix, backbone in backbones:
+            ids, value = self._layer_ids(prefix, backbone)
+            layer_ids.update(ids)
+            needed.append((prefix or '<model>', type(backbone).__name__,
+                           value))
+        num_layers = self._resolve_num_layers(needed)
         top_id = num_layers + 1
-        # Keyed by the tensor, not by name, so any prefix works.
-        rel_names: Dict[int, Tuple[nn.Module, str]] = {}
-        for _, backbone in backbones:
-            for rel_name, param in backbone.named_parameters():
-                rel_names[id(param)] = (backbone, rel_name)
 
         groups: Dict[str, dict] = {}
         num_frozen = 0
@@ -207,13 +242,7 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 kind, weight_decay = 'no_decay', 0.
             else:
                 kind, weight_decay = 'decay', self.base_wd
-            owner = rel_names.get(id(param))
-            if owner is None:
-                layer_id = top_id
-            else:
-                backbone, rel_name = owner
-                layer_id = backbone.get_layer_id(rel_name, num_layers,
-                                                 self.decay_type)
+            layer_id = layer_ids.get(id(param), top_id)
             group_name = f'layer_{layer_id}_{kind}'
             if group_name not in groups:
                 # Same expression as mmdet/mmseg (N = L + 2), so the lrs
@@ -249,7 +278,7 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
             f'{self.decay_type} decay, '
             f'decay_rate={self.decay_rate}, num_layers={num_layers} (ids '
             f'0..{num_layers + 1}), lr={self.base_lr}, '
-            f'weight_decay={self.base_wd}, ConvNeXt at: {where}, '
+            f'weight_decay={self.base_wd}, backbones at: {where}, '
             f'{num_frozen} frozen tensors left out',
             f"{'group':<20}{'layer_id':>9}{'lr_scale':>12}{'lr':>12}"
             f"{'weight_decay':>14}{'tensors':>9}{'params':>12}"
@@ -278,7 +307,8 @@ class ConvNeXtLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
                 'those)' if others else '')
         return (f'ConvNeXtLayerDecayOptimizerConstructor found no '
                 f'convnext_backbone.ConvNeXt in {type(module).__name__}'
-                f'({children or "no children"}){hint}; it only applies to '
-                f'models with that backbone: use the '
+                f'({children or "no children"}){hint}, nor any module with a '
+                f'get_layer_depth(param_name, decay_type) method; it only '
+                f'applies to models with such a backbone: use the '
                 f'DefaultOptimWrapperConstructor (drop constructor= and '
                 f'paramwise_cfg) for other backbones')

@@ -8,7 +8,9 @@ use for edge work (timm naming). V2 (``ConvNeXtV2``, Woo et al., CVPR 2023,
 Appendix A.1 and facebookresearch/ConvNeXt-V2 ``models/convnextv2.py``):
 atto..nano, tiny, base, large and huge; V2 defines no small or xlarge, V1 no
 huge (:data:`VERSION_PRESETS`). A preset name means the same depths and
-dims in both versions.
+dims in both versions. Beside the table: the class of each version
+(:data:`VERSION_CLASSES`) and each preset's drop-path rate for dense
+prediction (:data:`DENSE_DROP_PATH`).
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,9 +33,22 @@ VERSION_PRESETS: Dict[int, Tuple[str, ...]] = {
         'xlarge'),
     2: ('atto', 'femto', 'pico', 'nano', 'tiny', 'base', 'large', 'huge'),
 }
-# The class that builds each version (for messages; presets.py imports no
-# model code).
+# The class that builds each version, as configs name it (presets.py
+# imports no model code).
 VERSION_CLASSES: Dict[int, str] = {1: 'ConvNeXt', 2: 'ConvNeXtV2'}
+
+# Dense drop-path defaults per preset (what swap_backbone gives): T/S/B/L/XL
+# are the paper's Cascade Mask R-CNN COCO values (Liu et al., CVPR 2022,
+# Appendix A.3; the COCO runs use the largest rates of its dense
+# experiments), huge the V2 dense configs' (configs/convnextv2/, ours); the
+# small presets (atto..nano) the 0.1 of mmdet's DINO ConvNeXt V2-atto port
+# and of configs/toy/.
+DENSE_DROP_PATH: Dict[str, float] = {
+    'atto': 0.1, 'femto': 0.1, 'pico': 0.1, 'nano': 0.1, 'tiny': 0.4,
+    'small': 0.6, 'base': 0.7, 'large': 0.7, 'xlarge': 0.8, 'huge': 0.5,
+}
+# A custom dict(depths, dims) arch gets this.
+CUSTOM_DROP_PATH = 0.1
 
 # Short names as the paper writes them ("ConvNeXt-T").
 ARCH_ALIASES: Dict[str, str] = {
@@ -168,3 +183,20 @@ def out_channels(arch: Union[str, Dict[str, Sequence[int]]],
     """
     dims = resolve_arch(arch)['dims']
     return [dims[i] for i in normalize_out_indices(out_indices)]
+
+
+def dense_drop_path(arch: Union[str, Dict[str, Sequence[int]]]) -> float:
+    """The drop-path rate a backbone of ``arch`` gets for dense prediction.
+
+    Args:
+        arch (str | dict): A preset name or alias (checked against the
+            table), or a custom ``dict(depths, dims)``.
+
+    Returns:
+        float: :data:`DENSE_DROP_PATH` of the preset, or
+        :data:`CUSTOM_DROP_PATH` for a custom arch.
+    """
+    if not isinstance(arch, str):
+        return CUSTOM_DROP_PATH
+    resolve_arch(arch)  # an unknown name: the error that lists the presets
+    return DENSE_DROP_PATH[preset_name(arch)]

@@ -13,6 +13,7 @@ at import time: the old backbone is built in the config's own scope, whose
 registry mmengine imports on demand.
 """
 import copy
+import dataclasses
 import inspect
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -21,22 +22,13 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.logging import print_log
 
-from .convnext import ConvNeXt, ConvNeXtV2
+from .consumers import find_consumers
+from .convnext import ConvNeXt
 from .optim_constructor import PARAMWISE_KEYS
-from .presets import NUM_STAGES, STRIDES, preset_name, resolve_arch
+from .presets import (NUM_STAGES, STRIDES, VERSION_CLASSES, dense_drop_path,
+                      resolve_arch)
 from .presets import out_channels as preset_out_channels
 
-# Dense drop-path defaults per preset: T/S/B/L/XL are the paper's Cascade
-# Mask R-CNN COCO values (Liu et al., CVPR 2022, Appendix A.3; the COCO
-# runs use the largest rates of its dense experiments), huge the V2 dense
-# configs' (configs/convnextv2/, ours); the small presets (atto..nano) the
-# 0.1 of mmdet's DINO ConvNeXt V2-atto port and of configs/toy/.
-DENSE_DROP_PATH: Dict[str, float] = {
-    'atto': 0.1, 'femto': 0.1, 'pico': 0.1, 'nano': 0.1, 'tiny': 0.4,
-    'small': 0.6, 'base': 0.7, 'large': 0.7, 'xlarge': 0.8, 'huge': 0.5,
-}
-# A custom dict(depths, dims) arch gets this.
-CUSTOM_DROP_PATH = 0.1
 # The normalisation ImageNet checkpoints of ConvNeXt were trained with
 # (RGB, 0-255 pixel scale), as mmdet's/mmseg's data preprocessors write it.
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
@@ -49,9 +41,45 @@ KNOWN_CHANNEL_KEYS = ('in_channels', 'c1_in_channels')
 PROBE_SIZES = (128, 256)
 
 
+@dataclasses.dataclass(frozen=True)
+class SwapRecord:
+    """What :func:`swap_backbone` probed and rewrote, for its caller (the
+    compatibility matrix tabulates it) without probing again.
+
+    Read it as ``new_cfg.swap_record`` after a swap, or as
+    ``error.swap_record`` of a :class:`SwapError` raised after the probe
+    (then only the old levels are filled in).
+
+    Attributes:
+        old_backbone (str): ``type`` of the old backbone.
+        old_channels (tuple[int, ...]): Channels of its outputs.
+        old_strides (tuple[int, ...]): Strides of its outputs.
+        out_indices (tuple[int, ...]): The ConvNeXt stages that replace
+            them. Empty if the swap was refused.
+        new_channels (tuple[int, ...]): Channels of those stages.
+        new_strides (tuple[int, ...]): Strides of those stages.
+        rewritten (dict): ``{key path: (old value, new value)}`` of every
+            consumer key rewritten (``model.neck.in_channels``, ...).
+    """
+    old_backbone: str
+    old_channels: Tuple[int, ...]
+    old_strides: Tuple[int, ...]
+    out_indices: Tuple[int, ...] = ()
+    new_channels: Tuple[int, ...] = ()
+    new_strides: Tuple[int, ...] = ()
+    rewritten: Dict[str, Tuple[Any, Any]] = dataclasses.field(
+        default_factory=dict)
+
+
 class SwapError(ValueError):
     """A config :func:`swap_backbone` cannot rewrite safely; the message names
-    the config key, its value, what the old backbone produced and the fix."""
+    the config key, its value, what the old backbone produced and the fix.
+
+    Attributes:
+        swap_record (SwapRecord, optional): The old backbone's levels, when
+            the refusal came after the probe; else None.
+    """
+    swap_record: Optional[SwapRecord] = None
 
 
 def swap_backbone(cfg: Config,
@@ -72,26 +100,29 @@ def swap_backbone(cfg: Config,
     cannot keep its strides: its outputs map to the stages in order, with a
     warning naming the change, as mmseg's own ConvNeXt and Swin configs do.
 
-    The consumers of the backbone's outputs get the new channels of
-    :func:`~convnext_backbone.presets.out_channels`: the neck (the first of
-    a list) if it has ``in_channels``, otherwise every ``model.*head``
-    (dict or list of dicts). In a consumer, ``in_channels`` equal to the
-    old channel list becomes the new list; with ``in_index`` (int or list)
-    each value must equal the old output at that index; a scalar without
-    ``in_index`` needs a one-output backbone; ``c1_in_channels`` (mmseg's
-    DepthwiseSeparableASPPHead) is output 0. Any other ``*in_channels``
-    key holding an old channel count, or (without a neck) a head that does
-    not state its ``in_channels`` but holds one inside (mmdet's C4
-    ``roi_head``), is an error. Layers after the neck keep their widths.
+    The consumers of the backbone's outputs
+    (:func:`~convnext_backbone.consumers.find_consumers`: the neck, the
+    first of a list, if it has ``in_channels``, otherwise every
+    ``model.*head``) get the new channels of
+    :func:`~convnext_backbone.presets.out_channels`. In a consumer,
+    ``in_channels`` equal to the old channel list becomes the new list;
+    with ``in_index`` (int or list) each value must equal the old output at
+    that index; a scalar without ``in_index`` needs a one-output backbone;
+    ``c1_in_channels`` (mmseg's DepthwiseSeparableASPPHead) is output 0.
+    Any other ``*in_channels`` key holding an old channel count, or
+    (without a neck) a head that does not state its ``in_channels`` but
+    holds one inside (mmdet's C4 ``roi_head``), is an error. Layers after
+    the neck keep their widths.
 
     Also: ``optim_wrapper`` gets ``ConvNeXtLayerDecayOptimizerConstructor``
     with ``paramwise_cfg=dict(decay_rate=decay_rate,
     decay_type='layer_wise')`` (other paramwise keys are dropped and
     logged; an optimizer without ``weight_decay`` gets its torch default,
     e.g. 0 for mmpose's Adam); the type is spelled ``'mmengine.ConvNeXt'``
-    where the scope has a ConvNeXt of its own (mmpretrain); mmseg's ``model.pretrained`` and the old backbone's keys and
-    ``init_cfg`` are dropped; ``'convnext_backbone'`` joins
-    ``custom_imports``. Every change is logged.
+    where the scope has a ConvNeXt of its own (mmpretrain); mmseg's
+    ``model.pretrained`` and the old backbone's keys and ``init_cfg`` are
+    dropped; ``'convnext_backbone'`` joins ``custom_imports``. Every change
+    is logged.
 
     Args:
         cfg (Config): A loaded config (``Config.fromfile``) with
@@ -115,15 +146,19 @@ def swap_backbone(cfg: Config,
             (``drop_path_rate``, ``layer_scale_init_value``,
             ``frozen_stages``, ``with_cp``, ``channels_last``, ``init_cfg``,
             ...) overriding the dense defaults: ``drop_path_rate`` of
-            :data:`DENSE_DROP_PATH` and ``layer_scale_init_value=1.0``
-            (V1). ``out_indices`` is derived, not given.
+            :data:`~convnext_backbone.presets.DENSE_DROP_PATH` and
+            ``layer_scale_init_value=1.0`` (V1). ``out_indices`` is
+            derived, not given.
 
     Returns:
-        Config: The new config.
+        Config: The new config; its ``swap_record`` attribute (not a config
+        key: not dumped, not pickled) is the :class:`SwapRecord` of what
+        was probed and rewritten.
 
     Raises:
         SwapError: A channel count, index or stride it cannot map, or an
-            argument that does not fit.
+            argument that does not fit; its ``swap_record`` holds the old
+            levels if the probe ran.
 
     Example:
         >>> from mmengine.config import Config
@@ -142,15 +177,33 @@ def swap_backbone(cfg: Config,
             'load a full model config with Config.fromfile')
     backbone = _new_backbone(arch, version, pretrained, backbone_kwargs)
     new = copy.deepcopy(cfg)
+    old_channels, old_strides = probe_backbone(new)
+    record = SwapRecord(str(new.model.backbone.get('type')),
+                        tuple(old_channels), tuple(old_strides))
+    try:
+        _rewrite_config(new, backbone, record, arch, pretrained, decay_rate)
+    except SwapError as exc:
+        exc.swap_record = record
+        raise
+    return new
+
+
+def _rewrite_config(new: Config, backbone: Dict[str, Any],
+                    record: SwapRecord,
+                    arch: Union[str, Dict[str, Sequence[int]]],
+                    pretrained: Optional[str],
+                    decay_rate: Optional[float]) -> None:
+    """The rewrite of :func:`swap_backbone` after the probe, in place; sets
+    ``new.swap_record`` to ``record`` completed."""
     model = new.model
     old_backbone = model.backbone
-    old_channels, old_strides = probe_backbone(new)
+    old_strides = record.old_strides
     stages = stages_for_strides(old_strides)
     new_strides = tuple(STRIDES[i] for i in stages)
-    if new_strides != tuple(old_strides):
+    if new_strides != old_strides:
         print_log(
-            f'swap_backbone: the old backbone ({old_backbone.get("type")}) '
-            f'outputs at strides {tuple(old_strides)} (dilated); ConvNeXt '
+            f'swap_backbone: the old backbone ({record.old_backbone}) '
+            f'outputs at strides {old_strides} (dilated); ConvNeXt '
             f'cannot keep them: its stages {stages} output at strides '
             f'{new_strides}, as in mmseg\'s own ConvNeXt/Swin configs (the '
             'heads see coarser features)',
@@ -159,13 +212,15 @@ def swap_backbone(cfg: Config,
     if 'in_channels' in old_backbone and old_backbone['in_channels'] != 3:
         backbone.setdefault('in_channels', old_backbone['in_channels'])
     backbone['type'] = _registered_name(new, backbone['type'])
-    new_channels = preset_out_channels(arch, stages)
-    changes = rewrite_consumers(model, old_channels, new_channels,
-                                old_strides, new_strides)
+    new_channels = tuple(preset_out_channels(arch, stages))
+    rewritten = rewrite_consumers(model, record.old_channels, new_channels,
+                                  old_strides, new_strides)
+    changes = [f'{key}: {before} -> {after}'
+               for key, (before, after) in rewritten.items()]
     dropped = sorted(set(old_backbone) - {'type'} - set(backbone))
     model['backbone'] = ConfigDict(backbone)
     changes.append(
-        f'model.backbone: {old_backbone.get("type")} -> {backbone}'
+        f'model.backbone: {record.old_backbone} -> {backbone}'
         + (f' (dropped old keys: {dropped})' if dropped else ''))
     if 'pretrained' in model:  # mmseg: EncoderDecoder passes it on
         changes.append(f'model.pretrained={model.pop("pretrained")!r} '
@@ -177,7 +232,11 @@ def swap_backbone(cfg: Config,
     changes.extend(_custom_imports(new))
     print_log('swap_backbone:\n  ' + '\n  '.join(changes), logger='current',
               level=logging.INFO)
-    return new
+    # An attribute of the Config object, not a config key: Config routes
+    # attribute writes into the config itself, hence object.__setattr__.
+    object.__setattr__(new, 'swap_record', dataclasses.replace(
+        record, out_indices=stages, new_channels=new_channels,
+        new_strides=new_strides, rewritten=copy.deepcopy(rewritten)))
 
 
 def _new_backbone(arch: Union[str, Dict[str, Sequence[int]]],
@@ -185,14 +244,15 @@ def _new_backbone(arch: Union[str, Dict[str, Sequence[int]]],
                   kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """The ConvNeXt backbone dict (without out_indices), arguments checked."""
     type_name = kwargs.pop('type', None)
-    types = {None: None, 'ConvNeXt': 1, 'ConvNeXtV2': 2}
-    if type_name not in types or (version is not None
-                                  and types[type_name] not in (None,
-                                                               version)):
+    versions = {name: v for v, name in VERSION_CLASSES.items()}
+    if type_name is not None and (type_name not in versions or version
+                                  not in (None, versions[type_name])):
+        choices = ' or '.join(f'type={name!r} (V{v})'
+                              for v, name in VERSION_CLASSES.items())
         raise SwapError(
-            f'type={type_name!r} with version={version!r}: use '
-            "type='ConvNeXt' (V1) or type='ConvNeXtV2' (V2), or version=1/2")
-    version = version or types[type_name] or 1
+            f'type={type_name!r} with version={version!r}: use {choices}, '
+            f"or version={'/'.join(map(str, VERSION_CLASSES))}")
+    version = version or versions.get(type_name) or 1
     resolve_arch(arch, version=version)  # a clear error for a bad preset
     allowed = set(inspect.signature(ConvNeXt.__init__).parameters) - {
         'self', 'arch', 'out_indices', 'pretrained'}
@@ -206,13 +266,9 @@ def _new_backbone(arch: Union[str, Dict[str, Sequence[int]]],
         raise SwapError(
             f'swap_backbone got both pretrained={pretrained!r} and '
             f"init_cfg={kwargs['init_cfg']!r}; give only one")
-    if isinstance(arch, str):
-        drop_path = DENSE_DROP_PATH[preset_name(arch)]
-    else:
-        drop_path = CUSTOM_DROP_PATH
-    backbone: Dict[str, Any] = dict(
-        type=f'ConvNeXt{"V2" if version == 2 else ""}', arch=arch,
-        drop_path_rate=drop_path)
+    backbone: Dict[str, Any] = dict(type=VERSION_CLASSES[version],
+                                    arch=arch,
+                                    drop_path_rate=dense_drop_path(arch))
     if version == 1:
         backbone['layer_scale_init_value'] = 1.0
     elif kwargs.get('layer_scale_init_value') is not None:
@@ -326,13 +382,14 @@ def stages_for_strides(strides: Sequence[int]) -> Tuple[int, ...]:
 def rewrite_consumers(model: dict, old_channels: Sequence[int],
                       new_channels: Sequence[int],
                       old_strides: Sequence[int] = (),
-                      new_strides: Sequence[int] = ()) -> List[str]:
+                      new_strides: Sequence[int] = ()
+                      ) -> Dict[str, Tuple[Any, Any]]:
     """Rewrite in place the channels of what consumes the backbone outputs.
 
-    The consumers are the neck (the first of a list) if it has
-    ``in_channels``, else every ``model.*head`` with a ``*in_channels`` key.
-    See :func:`swap_backbone` for the rules; a ``strides`` list equal to the
-    old strides follows the new ones.
+    The consumers are those of
+    :func:`~convnext_backbone.consumers.find_consumers`. See
+    :func:`swap_backbone` for the rules; a ``strides`` list equal to the old
+    strides follows the new ones.
 
     Args:
         model (dict): ``cfg.model``; modified in place.
@@ -344,52 +401,31 @@ def rewrite_consumers(model: dict, old_channels: Sequence[int],
             to ().
 
     Returns:
-        list[str]: One line per change.
+        dict: ``{key path: (old value, new value)}``, one entry per
+        rewritten key, in config order.
 
     Raises:
         SwapError: A value that does not match the old outputs, naming the
             key path.
     """
     consumers = find_consumers(model)
-    if not any('in_channels' in node for _, node in consumers):
+    if not any('in_channels' in c.node for c in consumers):
         raise SwapError(
             'found nothing that consumes the backbone outputs: no model.neck '
             'with in_channels and no model.*head with in_channels; set the '
             'new channels yourself: convnext_backbone.presets.out_channels('
             'arch, out_indices)')
-    changes = []
-    for path, node in consumers:
-        changes.extend(_rewrite_consumer(path, node, list(old_channels),
-                                         list(new_channels)))
+    rewritten = {}
+    for path, node, _ in consumers:
+        rewritten.update(_rewrite_consumer(path, node, list(old_channels),
+                                           list(new_channels)))
         strides = node.get('strides')
         if (isinstance(strides, (list, tuple)) and list(strides) ==
                 list(old_strides) and list(old_strides) != list(new_strides)):
             node['strides'] = list(new_strides)
-            changes.append(f'{path}.strides: {list(old_strides)} -> '
-                           f'{list(new_strides)}')
-    return changes
-
-
-def find_consumers(model: dict) -> List[Tuple[str, dict]]:
-    """``(key path, config dict)`` of what consumes the backbone outputs: the
-    neck (the first of a list) if it has ``in_channels``, else every
-    ``model.*head`` dict (entries of a list of heads one by one)."""
-    neck = model.get('neck')
-    path = 'model.neck'
-    if isinstance(neck, (list, tuple)) and neck:
-        neck, path = neck[0], 'model.neck.0'
-    if isinstance(neck, dict) and 'in_channels' in neck:
-        return [(path, neck)]
-    heads = []
-    for key, value in model.items():
-        if not key.endswith('head'):
-            continue
-        nodes = list(enumerate(value)) if isinstance(value,
-                                                     (list, tuple)) else [
-                                                         (None, value)]
-        heads.extend((f'model.{key}' + ('' if i is None else f'.{i}'), node)
-                     for i, node in nodes if isinstance(node, dict))
-    return heads
+            rewritten[f'{path}.strides'] = (list(old_strides),
+                                            list(new_strides))
+    return rewritten
 
 
 def _nested_channels(node: Any, path: str) -> List[Tuple[str, Any]]:
@@ -407,8 +443,9 @@ def _nested_channels(node: Any, path: str) -> List[Tuple[str, Any]]:
 
 
 def _rewrite_consumer(path: str, node: dict, old: List[int],
-                      new: List[int]) -> List[str]:
-    """Rewrite one consumer's channel keys in place (see swap_backbone)."""
+                      new: List[int]) -> Dict[str, Tuple[Any, Any]]:
+    """Rewrite one consumer's channel keys in place (see swap_backbone);
+    ``{key path: (old value, new value)}`` of each."""
     produced = f'the old backbone produced channels {old} (in_index 0..' \
         f'{len(old) - 1})'
     for key, value in node.items():
@@ -435,14 +472,13 @@ def _rewrite_consumer(path: str, node: dict, old: List[int],
                     'add a neck or set the channels after the swap from '
                     'convnext_backbone.presets.out_channels(arch, '
                     'out_indices)')
-        return []
-    changes = []
+        return {}
+    rewritten = {}
     if 'in_channels' in node:
         value = node['in_channels']
-        rewritten = _map_channels(path, value, node.get('in_index'), old, new,
-                                  produced)
-        node['in_channels'] = rewritten
-        changes.append(f'{path}.in_channels: {value} -> {rewritten}')
+        node['in_channels'] = _map_channels(path, value, node.get('in_index'),
+                                            old, new, produced)
+        rewritten[f'{path}.in_channels'] = (value, node['in_channels'])
     if 'c1_in_channels' in node:
         value = node['c1_in_channels']
         if value != old[0]:
@@ -450,8 +486,8 @@ def _rewrite_consumer(path: str, node: dict, old: List[int],
                 f'{path}.c1_in_channels={value!r} is the channels of output '
                 f'0, but {produced}; fix the config first')
         node['c1_in_channels'] = new[0]
-        changes.append(f'{path}.c1_in_channels: {value} -> {new[0]}')
-    return changes
+        rewritten[f'{path}.c1_in_channels'] = (value, new[0])
+    return rewritten
 
 
 def _map_channels(path: str, value: Any, in_index: Any, old: List[int],
@@ -498,7 +534,7 @@ def _registered_name(cfg: Config, type_name: str) -> str:
     scope = cfg.get('default_scope')
     with MODELS.switch_scope_and_registry(scope) as registry:
         found = registry.get(type_name)
-    ours = {'ConvNeXt': ConvNeXt, 'ConvNeXtV2': ConvNeXtV2}[type_name]
+    ours = MODELS.get(type_name)  # the root registry holds this package's
     return type_name if found is ours else f'{MODELS.scope}.{type_name}'
 
 

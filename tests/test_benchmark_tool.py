@@ -14,6 +14,13 @@ def load_tool():
     return benchmark
 
 
+def load_peers():
+    """The module of the peers (where the tests patch ``PEERS`` and
+    ``peer_weights``)."""
+    from tools.analysis import bench_peers
+    return bench_peers
+
+
 NUMBER = r'[0-9]+(\.[0-9]+)?'
 
 
@@ -241,8 +248,8 @@ def test_prepare_cuda_turns_on_cudnn_benchmark():
 
 
 def test_cuda_header_names_the_settings():
-    benchmark = load_tool()
-    line = benchmark._describe(dict(
+    from tools.lib.measure import describe_machine
+    line = describe_machine(dict(
         name='NVIDIA H100 80GB HBM3', device='cuda', threads=16,
         torch='2.11.0+cu130', timer='CUDA events', cuda='13.0', cudnn=91900,
         cudnn_benchmark=True, tf32_matmul=False, tf32_cudnn=True))
@@ -268,7 +275,6 @@ def fake_peer(output_norms=True, scale=1.0, module='torch'):
     with or without its output norms, its output scaled by ``scale``."""
     import torch
     from tools.lib.reference import ReferenceConvNeXt
-    benchmark = load_tool()
 
     class Peer(ReferenceConvNeXt):
         def __init__(self, arch, with_cp, version):
@@ -281,7 +287,7 @@ def fake_peer(output_norms=True, scale=1.0, module='torch'):
         def forward(self, x):
             return tuple(f * scale for f in super().forward(x))
 
-    return benchmark.Peer(module, Peer, output_norms, 'a fake peer')
+    return load_peers().Peer(module, Peer, output_norms, 'a fake peer')
 
 
 PEER_ARGS = ['backbone', '--arch', 'atto', '--shape', '32', '32', '--batch',
@@ -292,15 +298,14 @@ PEER_ARGS = ['backbone', '--arch', 'atto', '--shape', '32', '32', '--batch',
 
 def test_peers_that_agree_are_timed_one_that_differs_is_refused(
         monkeypatch, capsys):
-    benchmark = load_tool()
-    monkeypatch.setattr(benchmark, 'PEERS', {
+    monkeypatch.setattr(load_peers(), 'PEERS', {
         'same': fake_peer(),
         'no_norms': fake_peer(output_norms=False),
         'differs': fake_peer(scale=1.01),
         'absent': fake_peer(module='no_such_module_here'),
     })
-    result = benchmark.main(PEER_ARGS + ['--peers', 'same', 'no_norms',
-                                         'differs', 'absent'])
+    result = load_tool().main(PEER_ARGS + ['--peers', 'same', 'no_norms',
+                                           'differs', 'absent'])
     out = capsys.readouterr().out
     peers = {peer['peer']: peer for peer in result['peers']}
     assert peers['same']['status'] == peers['no_norms']['status'] == 'ok'
@@ -322,18 +327,17 @@ def test_peers_that_agree_are_timed_one_that_differs_is_refused(
 
 def test_peer_whose_weights_do_not_fit_is_refused(monkeypatch):
     import torch
-    benchmark = load_tool()
-    monkeypatch.setattr(benchmark, 'PEERS', {'same': fake_peer()})
-    real = benchmark.peer_weights
+    peers = load_peers()
+    monkeypatch.setattr(peers, 'PEERS', {'same': fake_peer()})
+    real = peers.peer_weights
 
     def wrong_shape(model):
         weights = real(model)
         weights['stages.0.0.pwconv1.weight'] = torch.zeros(3, 3)
         return weights
 
-    monkeypatch.setattr(benchmark, 'peer_weights', wrong_shape)
-    peer = benchmark.check_peer('same', 'atto', (32, 32),
-                                torch.device('cpu'))
+    monkeypatch.setattr(peers, 'peer_weights', wrong_shape)
+    peer = peers.check_peer('same', 'atto', (32, 32), torch.device('cpu'))
     assert peer['status'] == 'refused'
     assert 'do not fit ConvNeXt-atto' in peer['note'], peer
 
@@ -343,16 +347,16 @@ def test_peer_whose_weights_do_not_fit_is_refused(monkeypatch):
 def test_real_peer_agrees_and_is_refused_when_its_weights_differ(
         name, version, monkeypatch):
     import torch
-    benchmark = load_tool()
-    reason = benchmark.peer_unavailable(name)
+    peers = load_peers()
+    reason = peers.peer_unavailable(name)
     if reason:
         pytest.skip(reason)
     device = torch.device('cpu')
-    peer = benchmark.check_peer(name, 'atto', (64, 64), device, version)
+    peer = peers.check_peer(name, 'atto', (64, 64), device, version)
     assert peer['status'] == 'ok', peer['note']
     assert len(peer['max_relative_errors']) == 4
     assert max(peer['max_relative_errors']) < 1e-5
-    real = benchmark.peer_weights
+    real = peers.peer_weights
 
     def perturbed(model):  # one stage-2 weight off by 5%
         weights = real(model)
@@ -360,8 +364,8 @@ def test_real_peer_agrees_and_is_refused_when_its_weights_differ(
             weights['stages.2.1.dwconv.weight'] * 1.05
         return weights
 
-    monkeypatch.setattr(benchmark, 'peer_weights', perturbed)
-    peer = benchmark.check_peer(name, 'atto', (64, 64), device, version)
+    monkeypatch.setattr(peers, 'peer_weights', perturbed)
+    peer = peers.check_peer(name, 'atto', (64, 64), device, version)
     assert peer['status'] == 'refused', peer['note']
     errors = peer['max_relative_errors']
     assert errors[0] < 1e-5 and errors[1] < 1e-5 and errors[2] > 1e-4
@@ -369,12 +373,13 @@ def test_real_peer_agrees_and_is_refused_when_its_weights_differ(
 
 def test_model_peer_config_swaps_backbone_and_constructor():
     from mmengine.config import Config
-    benchmark = load_tool()
+
+    from tools.analysis.bench_model import mmpretrain_peer_cfg
     for config, decay_type in (
             ('configs/toy/mask_rcnn_convnext_atto_toy.py', 'layer_wise'),
             ('configs/upernet_convnext_t_512.py', 'stage_wise')):
         cfg = Config.fromfile(osp.join(REPO, config))
-        peer = benchmark.mmpretrain_peer_cfg(cfg)
+        peer = mmpretrain_peer_cfg(cfg)
         backbone = peer.model.backbone
         assert backbone.type == 'mmpretrain.ConvNeXt'
         assert backbone.arch == cfg.model.backbone.arch
@@ -391,11 +396,10 @@ def test_model_peer_config_swaps_backbone_and_constructor():
 
 
 def test_model_with_mmpretrain_peer(capsys):
-    benchmark = load_tool()
-    reason = benchmark.peer_unavailable('mmpretrain')
+    reason = load_peers().peer_unavailable('mmpretrain')
     if reason:
         pytest.skip(reason)
-    result = benchmark.main([
+    result = load_tool().main([
         'model', osp.join(REPO, 'configs/toy/upernet_convnext_atto_toy.py'),
         '--shape', '64', '64', '--batch', '2', '--iters', '1', '--warmup',
         '0', '--peers', 'mmpretrain'

@@ -1,18 +1,20 @@
-"""The paper's configs: they load, build, match the paper and run.
+"""The papers' configs (ConvNeXt V1 and, under configs/convnextv2/, V2):
+they load, build, match the paper and run.
 
-- every config is in the tables below (written out from the paper's
+- every config is in the tables below (written out from the V1 paper's
   Tables 3 and 4 and appendix A.3 and the official configs of
-  facebookresearch/ConvNeXt, not copied from the configs) and its resolved
+  facebookresearch/ConvNeXt, and from the V2 paper's Tables 6 and 7 and
+  appendix A.3 / A.4, not copied from the configs) and its resolved
   hyper-parameters equal the table's;
 - every config builds its full model once: parameter count close to the
   paper's, neck / head ``in_channels`` equal to the built backbone's
   ``out_channels``, and convnext_backbone's lr-decay constructor accepts it;
-- every config runs one training step and one validation (inference +
-  metric) on CPU with a micro backbone, small images and toy data, through
-  ``tools.lib.prepare`` and mmengine's Runner as tools/train.py does.
+- every V1 config and V2's B configs run one training step and one
+  validation (inference + metric) on CPU with a micro backbone, small
+  images and toy data, through ``tools.lib.prepare`` and mmengine's Runner
+  as tools/train.py does; so does the toy V2 config, for a whole epoch.
 """
 import glob
-import importlib
 import math
 import os.path as osp
 from typing import List
@@ -20,13 +22,18 @@ from typing import List
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
 
-from convnext_backbone import (ConvNeXt,  # noqa: E402
-                               ConvNeXtLayerDecayOptimizerConstructor)
-from helpers import CONFIG_DIR, load, tiny_options, toy_options
+from convnext_backbone import (ConvNeXt,
+                               ConvNeXtLayerDecayOptimizerConstructor,
+                               ConvNeXtV2)
+from helpers import (CONFIG_DIR, VERSIONS, load, tiny_options,
+                     toy_options)
+from tools.lib.models import build_model_without_weights
 from tools.lib.prepare import prepare_train_cfg
 from tools.lib.runner import build_runner
+from tools.lib.toy_data import toy_cfg_options
 
 URL = 'https://dl.fbaipublicfiles.com/convnext/convnext_{}.pth'
 
@@ -78,6 +85,35 @@ ADE = {
 }
 ALL = sorted(COCO) + sorted(ADE)
 
+V2_URL = 'https://dl.fbaipublicfiles.com/convnext/convnextv2/{}/convnextv2_{}'
+# The V2 paper's COCO runs (Woo et al., CVPR 2023, Table 6, Appendix A.3):
+# arch, drop path (ours, from the sweep), decay rate (ours, from the sweep),
+# num_layers.
+V2_COCO = {
+    'convnextv2/mask_rcnn_convnextv2_b': ('base', 0.4, 0.95, 12),
+    'convnextv2/mask_rcnn_convnextv2_l': ('large', 0.5, 0.95, 12),
+    'convnextv2/mask_rcnn_convnextv2_h': ('huge', 0.5, 0.95, 12),
+}
+# The V2 paper's ADE20K runs (Table 7, Appendix A.4): arch, drop path
+# (ours), params (M) of Table 7.
+V2_ADE = {
+    'convnextv2/upernet_convnextv2_b_512': ('base', 0.4, 122),
+    'convnextv2/upernet_convnextv2_l_512': ('large', 0.4, 235),
+    'convnextv2/upernet_convnextv2_h_512': ('huge', 0.4, 707),
+}
+V2_ALL = sorted(V2_COCO) + sorted(V2_ADE)
+# version -> its configs' folder under configs/ and their rows above
+CONFIG_TABLES = {1: ('', ALL), 2: ('convnextv2', V2_ALL)}
+# config -> params (M) of its paper: V1 Tables 3 and 4, V2 Table 7 (the V2
+# paper gives none for COCO)
+PAPER_PARAMS = {name: row[-1] for table in (COCO, ADE, V2_ADE)
+                for name, row in table.items()}
+
+
+def backbone_class(name: str) -> type:
+    return ConvNeXtV2 if name in V2_ALL else ConvNeXt
+
+
 def by_type(transforms: List[dict], type_name: str) -> dict:
     found = [t for t in transforms if t['type'] == type_name]
     assert len(found) == 1, (type_name, transforms)
@@ -85,12 +121,14 @@ def by_type(transforms: List[dict], type_name: str) -> dict:
 
 
 # ------------------------------------------------------------------- tests
-def test_every_config_has_a_reference_row():
+@pytest.mark.parametrize('version', sorted(VERSIONS))
+def test_every_config_has_a_reference_row(version):
+    folder, rows = CONFIG_TABLES[version]
     names = {
-        osp.splitext(osp.basename(p))[0]
-        for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))
+        osp.join(folder, osp.splitext(osp.basename(p))[0])
+        for p in glob.glob(osp.join(CONFIG_DIR, folder, '*.py'))
     }
-    assert names == set(ALL)
+    assert names == set(rows)
 
 
 @pytest.mark.parametrize('name', ALL)
@@ -279,31 +317,88 @@ def test_ade20k_hyper_parameters(name):
     assert sorted(f.prob for f in flips) == [0., 1.]
 
 
-@pytest.mark.parametrize('name', ALL)
+def load_v2(name, arch, drop_path, checkpoint):
+    """A V2 config, checked for what every one of them states: the V2
+    backbone (no layer scale), its arch, drop path and weights."""
+    cfg = load(name)
+    backbone = cfg.model.backbone
+    assert (backbone.type, backbone.arch, backbone.drop_path_rate,
+            backbone.layer_scale_init_value) == ('ConvNeXtV2', arch,
+                                                 drop_path, None)
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
+    return cfg
+
+
+@pytest.mark.parametrize('name', sorted(V2_COCO))
+def test_v2_coco_hyper_parameters(name):
+    arch, drop_path, decay_rate, num_layers = V2_COCO[name]
+    # the FCMAE pre-trained encoder
+    cfg = load_v2(name, arch, drop_path,
+                  V2_URL.format('pt_only', f'{arch}_1k_224_fcmae.pt'))
+    assert cfg.model.type == 'MaskRCNN'
+    optim = cfg.optim_wrapper
+    assert (optim.type, optim.optimizer.type, optim.optimizer.lr,
+            optim.optimizer.weight_decay) == ('AmpOptimWrapper', 'AdamW',
+                                              1e-4, 0.05)
+    assert optim.paramwise_cfg == dict(
+        decay_rate=decay_rate, decay_type='layer_wise', num_layers=num_layers)
+    # batch 32 = 8 x 4, 3x schedule
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=32)
+    assert cfg.train_cfg.max_epochs == 36
+    # large-scale jittering: 1024x1024, scale range [0.1, 2.0]
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    resize = by_type(pipeline, 'RandomResize')
+    assert (tuple(resize.scale), tuple(resize.ratio_range)) == ((1024, 1024),
+                                                                (0.1, 2.0))
+    assert tuple(by_type(pipeline, 'RandomCrop').crop_size) == (1024, 1024)
+    assert cfg.model.data_preprocessor.batch_augments == [
+        dict(type='BatchFixedSizePad', size=(1024, 1024), pad_mask=True)]
+    # single-scale test with soft-NMS
+    assert cfg.model.test_cfg.rcnn.nms.type == 'soft_nms'
+    assert tuple(by_type(cfg.test_dataloader.dataset.pipeline,
+                         'Resize').scale) == (1333, 800)
+
+
+@pytest.mark.parametrize('name', sorted(V2_ADE))
+def test_v2_ade20k_hyper_parameters(name):
+    arch, drop_path, _ = V2_ADE[name]
+    # the weights after IN-1K fine-tuning
+    cfg = load_v2(name, arch, drop_path,
+                  V2_URL.format('im1k', f'{arch}_1k_224_ema.pt'))
+    optim = cfg.optim_wrapper
+    assert (optim.optimizer.lr, optim.optimizer.weight_decay) == (1e-4, 0.05)
+    assert optim.paramwise_cfg == dict(
+        decay_rate=0.9, decay_type='stage_wise', num_layers=12)
+    assert cfg.train_dataloader.batch_size == 2  # x 8 GPUs = 16
+    assert cfg.train_cfg.max_iters == 160000
+    assert tuple(by_type(cfg.train_dataloader.dataset.pipeline,
+                         'RandomCrop').crop_size) == (512, 512)
+    resizes = cfg.tta_pipeline[1].transforms[0]
+    assert [tuple(r.scale) for r in resizes] == [
+        (int(2048 * r), int(512 * r)) for r in (0.75, 0.875, 1.0, 1.125, 1.25)]
+
+
+@pytest.mark.parametrize('name', ALL + V2_ALL)
 def test_full_model(name):
-    """Build once: params vs the paper, in_channels vs the backbone, and
-    the lr-decay constructor (num_layers checked against the depths)."""
+    """Build once (on the meta device: shapes only): params vs the paper,
+    in_channels vs the backbone, and the lr-decay constructor (num_layers
+    checked against the depths)."""
     cfg = prepare_train_cfg(load(name), work_dir='unused', check_data=False)
-    scope = cfg.default_scope
-    models = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = models.build(cfg.model)
-        backbone = model.backbone
-        assert isinstance(backbone, ConvNeXt)
-        out = list(backbone.out_channels)
-        if scope == 'mmdet':
-            assert list(model.neck.in_channels) == out
-            paper_params = COCO[name][-1]
-        else:
-            assert list(model.decode_head.in_channels) == out
-            assert model.auxiliary_head.in_channels == out[2]
-            paper_params = ADE[name][-1]
+    with torch.device('meta'):
+        model = build_model_without_weights(cfg)
+    assert type(model.backbone) is backbone_class(name)
+    out = list(model.backbone.out_channels)
+    if cfg.default_scope == 'mmdet':
+        assert list(model.neck.in_channels) == out
+    else:
+        assert list(model.decode_head.in_channels) == out
+        assert model.auxiliary_head.in_channels == out[2]
+    if name in PAPER_PARAMS:
         params = sum(p.numel() for p in model.parameters()) / 1e6
         # the paper rounds to whole millions
-        assert abs(params - paper_params) < 1, params
-
-        from mmengine.optim import build_optim_wrapper
-        from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+        assert abs(params - PAPER_PARAMS[name]) < 1, params
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
         constructor = OPTIM_WRAPPER_CONSTRUCTORS.get(
             cfg.optim_wrapper.constructor)
         assert constructor is ConvNeXtLayerDecayOptimizerConstructor
@@ -315,10 +410,12 @@ def test_full_model(name):
     num_layers = cfg.optim_wrapper.paramwise_cfg.num_layers
     assert min(g['lr'] for g in groups) == pytest.approx(
         base_lr * decay_rate**(num_layers + 1))
-    del model, optim_wrapper
 
 
-@pytest.mark.parametrize('name', ALL)
+# V2: the B configs; L and H share their pipelines and heads
+@pytest.mark.parametrize('name', ALL + [
+    'convnextv2/mask_rcnn_convnextv2_b', 'convnextv2/upernet_convnextv2_b_512'
+])
 def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
     """One training iteration (batch 2) and one validation pass with the
     paper's pipelines (scales / 8), a micro model and toy data."""
@@ -327,13 +424,19 @@ def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
     # does here; tools/train.py in test_tools.py formats it for real.
     monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
     cfg = load(name)
+    coco = cfg.default_scope == 'mmdet'
     options = {
-        **toy_options(cfg, toy_coco if name in COCO else toy_ade),
+        **toy_options(cfg, toy_coco if coco else toy_ade),
         **tiny_options(cfg),
         # the first images of the shared toy sets: one step of batch 2
         'train_dataloader.dataset.indices': 2,
+        'train_dataloader.batch_size': 2,
         'val_dataloader.dataset.indices': 1,
     }
+    if cfg.model.data_preprocessor.get('batch_augments'):
+        # V2's large-scale-jittering pad, shrunk like the crop
+        options['model.data_preprocessor.batch_augments'] = [
+            dict(type='BatchFixedSizePad', size=(128, 128), pad_mask=True)]
     cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path), cfg_options=options)
     if not torch.cuda.is_available():
         assert cfg.optim_wrapper.type == 'OptimWrapper'
@@ -342,8 +445,43 @@ def test_one_step_on_cpu(name, toy_coco, toy_ade, tmp_path, monkeypatch):
     with torch.backends.mkldnn.flags(enabled=False):
         runner = build_runner(cfg)
         runner.train()
+    assert type(runner.model.backbone) is backbone_class(name)
     scalars = runner.message_hub.log_scalars
     assert runner.iter == 1
     assert math.isfinite(scalars['train/loss'].current())
-    metric = 'val/coco/bbox_mAP' if name in COCO else 'val/mIoU'
+    metric = 'val/coco/bbox_mAP' if coco else 'val/mIoU'
     assert metric in scalars
+
+
+def test_toy_v2_detector_trains(toy_coco, tmp_path, monkeypatch):
+    """The toy V2 config trains on the shared toy set through
+    tools.lib.prepare / runner, as tools/train.py runs it, and evaluates:
+    finite losses, GRN (zero at init) learnt, no layer scale."""
+    monkeypatch.setattr(Config, 'pretty_text', property(lambda cfg: cfg.text))
+    cfg = load('toy/mask_rcnn_convnextv2_atto_toy')
+    options = {
+        **toy_cfg_options(toy_coco, coco=True),
+        'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1,
+        'train_dataloader.batch_size': 2,
+        'default_hooks.logger.interval': 1, 'log_level': 'WARNING',
+        # the 64 px toy images as they are, fewer RoIs: a CPU-second step
+        'train_dataloader.dataset.pipeline.2.scale': (64, 64),
+        'val_dataloader.dataset.pipeline.1.scale': (64, 64),
+        'model.train_cfg.rpn_proposal.max_per_img': 100,
+        'model.train_cfg.rcnn.sampler.num': 32,
+        'model.test_cfg.rpn.max_per_img': 50,
+    }
+    cfg = prepare_train_cfg(cfg, work_dir=str(tmp_path), cfg_options=options)
+    runner = build_runner(cfg)
+    runner.train()
+    assert runner.iter == 4  # 8 images, batch 2, one epoch
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert 'coco/bbox_mAP' in runner.message_hub.log_scalars.keys() or \
+        'val/coco/bbox_mAP' in runner.message_hub.log_scalars
+    backbone = runner.model.backbone
+    assert type(backbone) is ConvNeXtV2
+    grn = backbone.stages[3][1].grn
+    assert grn.gamma.abs().sum() > 0 and grn.beta.abs().sum() > 0
+    assert all(block.gamma is None for stage in backbone.stages
+               for block in stage)

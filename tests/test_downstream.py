@@ -15,7 +15,7 @@ from mmengine.utils import import_modules_from_strings
 import convnext_backbone
 from convnext_backbone import swap_backbone
 from helpers import shipped, step_and_predict
-from tools.compat_matrix import record_case, recording, swap_fields
+from tools.lib.compat_record import record_case, recording, swap_fields
 
 
 def downstream(module, case=None):
@@ -57,10 +57,10 @@ MMPRETRAIN = dict(framework='mmpretrain', architecture='ImageClassifier',
                   config='resnet/resnet50_8xb32_in1k.py')
 
 
-def passed(case, cfg, new):
+def passed(case, new):
     """Record a passed case for tools/compat_matrix.py (when it runs us)."""
     if recording():
-        record_case(**case, **swap_fields(cfg, new), result='pass', note='')
+        record_case(**case, **swap_fields(new), result='pass', note='')
 
 
 def test_mmpose_topdown_heatmap():
@@ -76,7 +76,7 @@ def test_mmpose_topdown_heatmap():
     for pred in preds:
         assert pred.pred_instances.keypoints.shape == (1, 17, 2)
         assert pred.pred_instances.keypoint_scores.shape == (1, 17)
-    passed(MMPOSE, cfg, new)
+    passed(MMPOSE, new)
 
 
 def test_mmpretrain_image_classifier():
@@ -96,7 +96,7 @@ def test_mmpretrain_image_classifier():
         data_samples=[DataSample().set_gt_label(i) for i in (3, 7)])
     preds = build_and_step(new, batch)
     assert [p.pred_score.shape for p in preds] == [(1000, )] * 2
-    passed(MMPRETRAIN, cfg, new)
+    passed(MMPRETRAIN, new)
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

@@ -2,8 +2,7 @@
 into pwconv2, in-place and oneDNN-fused inference) against the plain
 reference formulation: same outputs and gradients for every option
 combination. The tests parametrized over ``version`` run ConvNeXt (V1)
-and ConvNeXtV2, the others V1 (V2's own fast-path tests are in
-test_convnext_v2.py)."""
+and ConvNeXtV2, the others V1."""
 import itertools
 
 import pytest
@@ -84,23 +83,32 @@ def test_frozen_stages_take_the_inference_path_while_training():
 
 @pytest.mark.skipif(not onednn_fusion_available(),
                     reason='this torch has no oneDNN fused linear kernels')
-def test_fused_kernels_run_only_where_autograd_does_not_record():
-    model, _ = twins(fused_inference=True)
+@pytest.mark.parametrize('version', sorted(VERSIONS))
+def test_fused_kernels_run_only_where_autograd_does_not_record(version):
+    """In inference every block runs the fused kernels (V2's GRN sits after
+    GELU: the fused Linear + GELU and Linear + residual add both still run)
+    and computes what the reference does; never in training."""
+    model, ref = twins(version, fused_inference=True)
+    ref.eval()
     x = torch.randn(*X_SHAPE)
 
     def kernels(train: bool):
         model.train(train)
         with torch.profiler.profile() as prof, \
                 torch.set_grad_enabled(train):
-            model(x)
-        return {e.name for e in prof.events()}
+            outs = model(x)
+        return outs, [e.name for e in prof.events()]
 
-    assert 'mkldnn::_linear_pointwise' in kernels(False)
-    assert 'mkldnn::_linear_pointwise' not in kernels(True)
+    outs, names = kernels(False)
+    assert names.count('mkldnn::_linear_pointwise') >= sum(MICRO['depths'])
+    with torch.no_grad():
+        for out, exp in zip(outs, ref(x)):
+            assert_relatively_close(out, exp)
+    assert 'mkldnn::_linear_pointwise' not in kernels(True)[1]
     model.fused_inference = False
     for block in (b for s in model.stages for b in s):
         block.fused_inference = False
-    assert 'mkldnn::_linear_pointwise' not in kernels(False)
+    assert 'mkldnn::_linear_pointwise' not in kernels(False)[1]
 
 
 def test_folded_weights_follow_parameter_updates():
@@ -144,10 +152,12 @@ def test_bf16_autocast_close_to_reference(version):
         assert err <= 2 * ref_err + 1e-2
 
 
-def test_traced_and_exported_graphs_use_plain_ops():
+@pytest.mark.parametrize('version', sorted(VERSIONS))
+def test_traced_and_exported_graphs_use_plain_ops(version):
     """jit tracing (the ONNX exporters' path) and torch.export record the
-    plain ops, not the private fused kernels, and compute the same."""
-    model, ref = twins()
+    plain ops (V2's GRN included), not the private fused kernels, and
+    compute the same."""
+    model, ref = twins(version)
     model.eval(), ref.eval()
     x = torch.randn(*X_SHAPE)
     with torch.no_grad():

@@ -6,6 +6,7 @@ from the official code (facebookresearch/ConvNeXt, mmcv_custom/
 layer_decay_optimizer_constructor.py of its detection and segmentation
 trees).
 """
+import importlib
 import logging
 import math
 from typing import Dict, Tuple
@@ -18,9 +19,13 @@ from mmengine.logging import MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from convnext_backbone import ConvNeXt, ConvNeXtLayerDecayOptimizerConstructor
+from convnext_backbone import (ARCH_SETTINGS, ConvNeXt,
+                               ConvNeXtLayerDecayOptimizerConstructor,
+                               ConvNeXtV2)
 from convnext_backbone.layer_decay import infer_num_layers
-from helpers import captured_logs
+from helpers import captured_logs, load, tiny_options
+from tools.lib.models import build_model_without_weights
+from tools.lib.prepare import prepare_train_cfg
 
 DIMS = (8, 16, 32, 64)
 T_DEPTHS = (1, 1, 9, 1)  # shaped like ConvNeXt-T: num_layers 6
@@ -227,6 +232,40 @@ def test_frozen_parameters_are_left_out():
         {2, 3, 4, 5, 6, 7}
 
 
+def test_v2_layer_ids_are_the_v1_rule():
+    model = ConvNeXtV2(dict(depths=(1, 1, 6, 1), dims=DIMS))
+    ids = {n: model.get_layer_id(n, 5, 'layer_wise')
+           for n, _ in model.named_parameters()}
+    assert ids['stages.2.5.grn.gamma'] == 3 + 5 // 3
+    assert ids['stages.3.0.grn.beta'] == 5
+    assert ids['norm3.weight'] == 6
+
+
+@pytest.mark.parametrize('arch,num_layers', [
+    ('atto', 5), ('femto', 5), ('pico', 5), ('nano', 6), ('tiny', 6),
+    ('base', 12), ('large', 12), ('huge', 12)])
+def test_num_layers_inferred_for_every_v2_preset(arch, num_layers):
+    """3 + ceil(depths[2] / 3): stage 2's last block (id 3 + b // 3) stays
+    below stage 3 (id L) for 6, 8, 9 and 27 blocks; GRN's (C,) gamma and
+    beta get no weight decay, as the official code decides by name."""
+    with torch.device('meta'):
+        model = nn.Module()
+        model.backbone = ConvNeXtV2(arch)
+        model.head = nn.Linear(8, 3)
+    wrapper = build(model, dict(decay_rate=0.5))
+    groups = {id(p): g for g in wrapper.optimizer.param_groups
+              for p in g['params']}
+    params = dict(model.named_parameters())
+    assert max(g['layer_id'] for g in groups.values()) == num_layers + 1
+    last = ARCH_SETTINGS[arch]['depths'][2] - 1
+    stage2 = groups[id(params[f'backbone.stages.2.{last}.grn.gamma'])]
+    assert stage2['layer_id'] == 3 + last // 3 < num_layers
+    stage3 = groups[id(params['backbone.stages.3.0.grn.beta'])]
+    assert (stage3['layer_id'], stage3['weight_decay']) == (num_layers, 0.)
+    assert groups[id(params['backbone.stages.3.0.pwconv1.weight'])][
+        'weight_decay'] == 0.05
+
+
 # ----------------------------------------------------- optimizer behaviour
 def test_sgd_step_moves_each_group_by_its_lr():
     model = ToyDetector(T_DEPTHS)
@@ -430,6 +469,38 @@ def test_same_groups_as_openmmlab_constructor(scope, decay_type,
     assert len({lr for lr, _ in ours.values()}) >= 5
 
 
+@pytest.mark.parametrize('name,depth2,num_layers', [
+    ('mask_rcnn_convnextv2_b', 6, 5), ('upernet_convnextv2_b_512', 8, 6)])
+def test_v2_paper_configs_same_groups_as_openmmlab_constructor(
+        name, depth2, num_layers, quiet_logger):
+    """The V2 paper configs, shrunk, under mmdet's and mmseg's scope: each
+    parameter gets the lr and weight decay of mmdet's / mmseg's own
+    LearningRateDecayOptimizerConstructor (which takes any backbone whose
+    class name contains 'ConvNeXt')."""
+    cfg = load(f'convnextv2/{name}')
+    cfg = prepare_train_cfg(cfg, work_dir='unused', check_data=False,
+                            cfg_options={
+                                **tiny_options(cfg),
+                                'model.backbone.arch': dict(
+                                    _delete_=True, depths=[1, 1, depth2, 1],
+                                    dims=list(DIMS)),
+                                'optim_wrapper.paramwise_cfg.num_layers':
+                                num_layers})
+    model = build_model_without_weights(cfg)
+    assert type(model.backbone) is ConvNeXtV2
+    official = importlib.import_module(
+        f'{cfg.default_scope}.engine.optimizers'
+    ).LearningRateDecayOptimizerConstructor
+    wrapper_cfg = dict(optimizer=dict(cfg.optim_wrapper.optimizer))
+    paramwise = dict(cfg.optim_wrapper.paramwise_cfg)
+    theirs = per_param(official(wrapper_cfg, dict(paramwise))(model), model)
+    ours = per_param(ConvNeXtLayerDecayOptimizerConstructor(
+        wrapper_cfg, dict(paramwise))(model), model)
+    assert ours == theirs
+    assert len({lr for lr, _ in ours.values()}) == (
+        num_layers + 2 if paramwise['decay_type'] == 'layer_wise' else 6)
+
+
 @pytest.mark.parametrize('scope,constructor', [
     ('mmdet', 'ConvNeXtLayerDecayOptimizerConstructor'),
     ('mmseg', 'ConvNeXtLayerDecayOptimizerConstructor'),
@@ -448,3 +519,72 @@ def test_config_names_resolve_under_each_scope(scope, constructor):
         wrapper = build_optim_wrapper(model, cfg)
     assert 'layer_id' in wrapper.optimizer.param_groups[0]
     assert wrapper.clip_grad_kwargs == dict(max_norm=1.0)
+
+
+# ------------------------------------- any backbone with get_layer_depth
+class DepthOnlyBackbone(nn.Module):
+    """Not a ConvNeXt: three Linear layers, id 0..2, and nothing but
+    ``get_layer_depth`` (no ``get_layer_id``, no ``depths``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(*[nn.Linear(4, 4) for _ in range(3)])
+        self.decay_types = set()
+
+    def get_layer_depth(self, param_name: str,
+                        decay_type: str = 'layer_wise') -> Tuple[int, int]:
+        self.decay_types.add(decay_type)
+        return int(param_name.split('.')[1]), 4  # L = 2: ids 0..3
+
+
+def test_any_backbone_offering_get_layer_depth_is_decayed():
+    model = nn.Module()
+    model.encoder = DepthOnlyBackbone()
+    model.head = nn.Linear(4, 2)
+    got = per_param(build(model, dict(decay_rate=2.,
+                                      decay_type='stage_wise')), model)
+    # decay_rate ** (N - id - 1) with N = 4, base lr 1; the head: top id 3
+    for i in range(3):
+        assert got[f'encoder.layers.{i}.weight'] == (2.0**(3 - i), 0.05)
+        assert got[f'encoder.layers.{i}.bias'] == (2.0**(3 - i), 0.)
+    assert got['head.weight'] == (1.0, 0.05)
+    assert model.encoder.decay_types == {'stage_wise'}
+    with pytest.raises(ValueError,
+                       match=r'num_layers=6 .*\(DepthOnlyBackbone\), which '
+                       r'needs num_layers=2.*set num_layers=2'):
+        build(model, dict(decay_rate=2., num_layers=6))
+
+
+def test_get_layer_depth_is_get_layer_id_and_the_id_count():
+    model = ConvNeXt(arch=dict(depths=S_DEPTHS, dims=DIMS))
+    for decay_type in ('layer_wise', 'stage_wise'):
+        for name, _ in model.named_parameters():
+            assert model.get_layer_depth(name, decay_type=decay_type) == (
+                model.get_layer_id(name, 12, decay_type), 14), name
+    assert model.get_layer_depth('stages.2.26.gamma') == (11, 14)
+
+
+def test_backbones_needing_different_num_layers_are_an_error():
+    model = nn.Module()
+    model.small = ConvNeXt(arch=dict(depths=T_DEPTHS, dims=DIMS))
+    model.large = ConvNeXt(arch=dict(depths=S_DEPTHS, dims=DIMS))
+    with pytest.raises(ValueError,
+                       match=r"need different num_layers.*\('small', "
+                       r"'ConvNeXt', 6\), \('large', 'ConvNeXt', 12\)"):
+        build(model, dict(decay_rate=0.7))
+
+
+def test_get_layer_depth_of_mmpretrain_form_is_not_taken():
+    """mmpretrain's ``get_layer_depth(param_name, prefix='')`` would read a
+    decay type as a prefix; such a module is no backbone of this one."""
+
+    class PrefixForm(nn.Linear):
+
+        def get_layer_depth(self, param_name: str, prefix: str = ''):
+            return 0, 2
+
+    model = nn.Module()
+    model.backbone = PrefixForm(4, 4)
+    with pytest.raises(TypeError, match=r'no convnext_backbone.ConvNeXt.*'
+                       r'get_layer_depth\(param_name, decay_type\)'):
+        build(model, dict(decay_rate=0.7))

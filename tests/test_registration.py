@@ -65,6 +65,16 @@ def test_mmseg_own_train_py(tmp_path):
     assert (tmp_path / 'wd' / 'iter_2.pth').is_file()
 
 
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet); its
+    stdout."""
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_the_plugin_imports_no_framework_and_no_tools():
     """``import convnext_backbone`` (what a config's custom_imports runs)
     loads torch, mmengine and mmcv, and nothing of mmdet, mmseg, the
@@ -72,8 +82,19 @@ def test_the_plugin_imports_no_framework_and_no_tools():
     code = ('import sys, convnext_backbone; '
             'print(sorted({m.split(".")[0] for m in sys.modules} & '
             '{"mmdet", "mmseg", "mmpose", "mmpretrain", "tools", "timm"}))')
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                          text=True, timeout=120, cwd=REPO,
-                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=''))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split('\n')[-2] == '[]', proc.stdout
+    stdout = fresh_python(code)
+    assert stdout.split('\n')[-2] == '[]', stdout
+
+
+def test_swap_loads_on_first_use():
+    """``import convnext_backbone`` (every config that imports the package or
+    its presets) does not load swap.py; ``swap_backbone`` and ``SwapError``
+    import it on first access."""
+    code = ('import sys, convnext_backbone\n'
+            "assert 'convnext_backbone.swap' not in sys.modules, 'loaded'\n"
+            'from convnext_backbone import SwapError, swap_backbone\n'
+            "assert swap_backbone.__module__ == 'convnext_backbone.swap'\n"
+            'assert issubclass(SwapError, ValueError)\n'
+            "assert 'swap_backbone' in convnext_backbone.__all__\n"
+            "assert not hasattr(convnext_backbone, 'no_such_name')\n")
+    fresh_python(code)

@@ -14,12 +14,13 @@ from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, DefaultScope
 
 from convnext_backbone import ConvNeXt, swap_backbone
-from convnext_backbone.presets import out_channels
-from convnext_backbone.swap import (SwapError, probe_backbone,
-                                    rewrite_consumers, stages_for_strides)
+from convnext_backbone.presets import (ARCH_SETTINGS, DENSE_DROP_PATH,
+                                       out_channels)
+from convnext_backbone.swap import (SwapError, rewrite_consumers,
+                                    stages_for_strides)
 from helpers import (MICRO, captured_logs, narrowed_heads, per_stage,
                      randomize_, shipped, step_and_predict)
-from tools.compat_matrix import record_case, recording, swap_fields
+from tools.lib.compat_record import record_case, recording, swap_fields
 from tools.lib.device import adapt_to_device
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -84,6 +85,33 @@ def test_neck_channels_strides_and_backbone(logs, tmp_path):
     new.dump(str(tmp_path / 'swapped.py'))  # what Runner writes to work_dir
     reloaded = Config.fromfile(str(tmp_path / 'swapped.py'))
     assert reloaded.model.to_dict() == new.model.to_dict()
+    assert 'swap_record' not in reloaded  # not a config key
+
+
+def test_the_record_holds_what_was_probed_and_rewritten():
+    new = swap_backbone(micro_cfg(), 'atto')
+    record = new.swap_record
+    assert (record.old_backbone, record.old_channels, record.old_strides) \
+        == ('ConvNeXt', (16, 32, 64), (8, 16, 32))
+    assert (record.out_indices, record.new_channels, record.new_strides) \
+        == ((1, 2, 3), tuple(ATTO[1:]), (8, 16, 32))
+    assert record.rewritten == {
+        'model.neck.in_channels': ([16, 32, 64], ATTO[1:])}
+    assert copy.deepcopy(new).swap_record == record
+    # refused after the probe: the error holds the old levels only
+    cfg = micro_cfg(neck=dict(type='FPN', in_channels=[16, 32]))
+    with pytest.raises(SwapError, match='does not match') as error:
+        swap_backbone(cfg, 'atto')
+    assert error.value.swap_record.old_channels == (16, 32, 64)
+    assert error.value.swap_record.out_indices == ()
+    # refused before the probe: no record
+    with pytest.raises(SwapError) as error:
+        swap_backbone(micro_cfg(), 'atto', depth=50)
+    assert error.value.swap_record is None
+
+
+def test_every_preset_has_a_dense_drop_path():
+    assert set(DENSE_DROP_PATH) == set(ARCH_SETTINGS)
 
 
 def test_scope_with_its_own_convnext_gets_the_root_name():
@@ -212,7 +240,8 @@ def test_heads_with_in_index_and_c1():
     changes = rewrite_consumers(model := dict(head=dict(
         in_channels=[256], strides=[8])), [256], [80], [8], [16])
     assert model['head'] == dict(in_channels=[80], strides=[16])
-    assert any('strides' in c for c in changes)
+    assert changes == {'model.head.in_channels': ([256], [80]),
+                       'model.head.strides': ([8], [16])}
     rewrite_consumers(model := dict(head=dict(in_channels=2048)), [2048],
                       [320])
     assert model['head']['in_channels'] == 320  # one output, no in_index
@@ -253,8 +282,9 @@ def test_refusals_name_the_key(model, match):
 
 def test_dilated_backbone_is_mapped_with_a_warning(logs):
     cfg = shipped('mmseg', 'fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py')
-    assert probe_backbone(cfg) == (OLD, [4, 8, 8, 8])
     new = swap_backbone(cfg, 'atto')
+    assert new.swap_record.old_channels == tuple(OLD)
+    assert new.swap_record.old_strides == (4, 8, 8, 8)
     assert tuple(new.model.backbone.out_indices) == (0, 1, 2, 3)
     warnings = logs.messages(logging.WARNING)
     assert any('strides (4, 8, 8, 8)' in m and '(4, 8, 16, 32)' in m
@@ -492,11 +522,12 @@ REFUSED = [
 ]
 
 
-def record(case, cfg, new, result, note=''):
-    """The case's outcome for tools/compat_matrix.py (when it runs us)."""
+def record(case, outcome, result, note=''):
+    """The case's outcome for tools/compat_matrix.py (when it runs us):
+    ``outcome`` is what swap_backbone returned or raised."""
     if recording():
         record_case(**dict(zip(('framework', 'architecture', 'config'), case)),
-                    **swap_fields(cfg, new), result=result, note=note)
+                    **swap_fields(outcome), result=result, note=note)
 
 
 @pytest.mark.parametrize('case', MATRIX, ids=[c[1] for c in MATRIX])
@@ -515,9 +546,10 @@ def test_matrix(case):
         for pred in preds:
             check(pred)
     except Exception as exc:
-        record(case, cfg, new, 'fail', note=f'{type(exc).__name__}: {exc}')
+        record(case, exc if new is None else new, 'fail',
+               note=f'{type(exc).__name__}: {exc}')
         raise
-    record(case, cfg, new, 'pass')
+    record(case, new, 'pass')
 
 
 @pytest.mark.parametrize('case', REFUSED, ids=[c[1] for c in REFUSED])
@@ -526,4 +558,4 @@ def test_matrix_refused(case):
     cfg = shipped(framework, config)
     with pytest.raises(SwapError, match=match) as error:
         swap_backbone(cfg, 'atto')
-    record(case, cfg, None, 'clear error', note=str(error.value))
+    record(case, error.value, 'clear error', note=str(error.value))

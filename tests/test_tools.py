@@ -26,11 +26,12 @@ from typing import Dict, List
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from helpers import CONFIG_DIR, load, tiny_options, toy_options
 from tools.lib import device
 from tools.lib.cfg_options import merge_cfg_options
-from tools.lib.checks import check_dataset_paths
+from tools.lib.checks import check_backbone_channels, check_dataset_paths
 from tools.lib.device import adapt_to_device, check_cuda_processes
 from tools.lib.errors import (ConfigPrepareError, DatasetNotFoundError,
                               UnknownConfigKeyError)
@@ -280,6 +281,35 @@ def test_check_dataset_paths_names_each_missing_path(tmp_path):
     assert str(root / 'images' / 'validation') + '\n' not in message
     assert 'ADE20K' in message
     assert '--cfg-options test_dataloader.dataset.data_root=' in message
+
+
+@pytest.mark.parametrize('model, key', [
+    # the first of a list of necks reads the backbone, the next the first
+    (dict(neck=[dict(in_channels=[96, 192]), dict(in_channels=[1])]),
+     'model.neck.0.in_channels=[96, 192]'),
+    # no neck: every *head (mmpose's head), entries of a list one by one
+    (dict(head=dict(in_channels=2048)), 'model.head.in_channels=2048'),
+    (dict(decode_head=[dict(in_channels=768),
+                       dict(in_channels=2048, in_index=2)]),
+     'model.decode_head.1.in_channels=2048'),
+])
+def test_channel_check_reads_the_consumers_swap_backbone_rewrites(model,
+                                                                  key):
+    cfg = Config(dict(model=dict(backbone=dict(type='ConvNeXt'), **model)))
+    with pytest.raises(ConfigPrepareError, match=re.escape(key)):
+        check_backbone_channels(cfg)
+
+
+def test_channel_check_skips_what_does_not_read_our_backbone():
+    # with a neck the heads read the neck
+    check_backbone_channels(Config(dict(model=dict(
+        backbone=dict(type='mmengine.ConvNeXtV2', arch='atto'),
+        neck=dict(in_channels=[40, 80, 160, 320]),
+        rpn_head=dict(in_channels=256)))))
+    # mmpretrain's ConvNeXt is not this package's
+    check_backbone_channels(Config(dict(model=dict(
+        backbone=dict(type='mmpretrain.ConvNeXt'),
+        head=dict(in_channels=2048)))))
 
 
 def test_seg_test_options_tta_show_out(toy_ade, tmp_path):

@@ -9,8 +9,8 @@ Runs the matrix tests of ``tests/test_swap.py`` (every shipped mmdet / mmseg
 config of the matrix swapped to ConvNeXt-atto, one training step and one
 prediction on CPU) and of ``tests/test_downstream.py`` (mmpose, mmpretrain)
 with ``CONVNEXT_COMPAT_RECORD`` set, so each case records its outcome
-(:func:`record_case`), and writes the markdown table from those records:
-the table is never typed by hand. Exits with pytest's status.
+(:mod:`tools.lib.compat_record`), and writes the markdown table from those
+records: the table is never typed by hand. Exits with pytest's status.
 """
 import argparse
 import datetime
@@ -23,47 +23,16 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from typing import List, Optional
 
+# Run from a checkout without installing the package.
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-RECORD_ENV = 'CONVNEXT_COMPAT_RECORD'  # as tests/test_swap.py reads it
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from tools.lib.compat_record import RECORD_ENV  # noqa: E402
+
 DEFAULT_OUT = osp.join(REPO_ROOT, 'docs', 'compatibility.md')
 PACKAGES = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'mmpose',
             'mmpretrain')
-
-
-def recording() -> bool:
-    """Whether the tests run under this tool (record their cases)."""
-    return bool(os.environ.get(RECORD_ENV))
-
-
-def record_case(**fields) -> None:
-    """Append one case's outcome (a JSON line) to the file the tool reads.
-
-    Args:
-        **fields: ``framework``, ``architecture``, ``config``, ``result``
-            (``pass`` / ``clear error`` / ``fail`` / ``not run here``),
-            ``note``; for a swapped config also ``old_backbone``,
-            ``old_strides``, ``old_channels``, ``out_indices``,
-            ``new_strides``, ``new_channels``.
-    """
-    if recording():
-        with open(os.environ[RECORD_ENV], 'a') as f:
-            f.write(json.dumps(fields) + '\n')
-
-
-def swap_fields(cfg, new=None, arch: str = 'atto') -> dict:
-    """The record fields of one swap: the old backbone's levels (probed
-    again from ``cfg``) and, if the swap succeeded, ConvNeXt's (``new``)."""
-    from convnext_backbone.presets import STRIDES, out_channels
-    from convnext_backbone.swap import probe_backbone
-    channels, strides = probe_backbone(cfg)
-    fields = dict(old_backbone=cfg.model.backbone.type,
-                  old_channels=channels, old_strides=strides)
-    if new is not None:
-        indices = list(new.model.backbone.out_indices)
-        fields.update(out_indices=indices,
-                      new_channels=out_channels(arch, indices),
-                      new_strides=[STRIDES[i] for i in indices])
-    return fields
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -2,6 +2,7 @@
 
     python tools/test.py configs/upernet_convnext_t_512.py ckpt.pth --tta
     bash tools/dist_test.sh configs/mask_rcnn_convnext_t.py ckpt.pth 8
+    python tools/test.py configs/upernet_convnext_t_512.py ckpt.pth --fast bf16
 
 The metrics are logged by mmengine (``<work_dir>/<timestamp>/``) and written
 to ``<work_dir>/metrics.json``.
@@ -15,7 +16,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from tools.lib.cli import parse_launch_args, prepared_runner  # noqa: E402
+from tools.lib.cli import (add_fast_arg, parse_launch_args,  # noqa: E402
+                           prepared_runner)
 from tools.lib.prepare import prepare_test_cfg  # noqa: E402
 from tools.lib.runner import dump_metrics  # noqa: E402
 
@@ -42,6 +44,7 @@ def parse_args() -> argparse.Namespace:
         help='test-time augmentation as the config defines it (ADE20K '
         'configs: ratios 0.5-1.75 of the test scale with flip; V2: '
         '0.75-1.25)')
+    add_fast_arg(parser)
     return parse_launch_args(parser, 'test')
 
 
@@ -53,7 +56,8 @@ def main() -> None:
         args.checkpoint,
         show_dir=args.show_dir,
         out=args.out,
-        tta=args.tta)
+        tta=args.tta,
+        fast=args.fast)
     metrics = runner.test()
     dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
 

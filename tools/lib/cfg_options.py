@@ -20,7 +20,6 @@ RUNNER_KEYS = frozenset(
     })
 
 
-
 def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
     """Merge ``--cfg-options`` into ``cfg`` after checking their keys.
 

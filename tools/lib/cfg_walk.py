@@ -17,7 +17,6 @@ def iter_dicts(node: Any) -> Iterator[dict]:
             yield from iter_dicts(value)
 
 
-
 def config_scope(cfg: Config) -> str:
     """``'mmdet'`` or ``'mmseg'``: the framework a config is for."""
     scope = cfg.get('default_scope')

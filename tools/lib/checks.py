@@ -6,7 +6,9 @@ from typing import Any, Iterator, Sequence, Tuple
 
 from mmengine.config import Config
 
-from convnext_backbone.presets import normalize_out_indices, out_channels
+from convnext_backbone.consumers import find_consumers
+from convnext_backbone.presets import (VERSION_CLASSES, normalize_out_indices,
+                                       out_channels)
 
 from .errors import ConfigPrepareError, DatasetNotFoundError
 
@@ -23,10 +25,8 @@ DATASET_LAYOUTS = {
 }
 
 
-
 def is_local_path(path: Any) -> bool:
     return isinstance(path, str) and bool(path) and '://' not in path
-
 
 
 def _dataset_cfgs(dataset: Any, where: str) -> Iterator[Tuple[dict, str]]:
@@ -42,7 +42,6 @@ def _dataset_cfgs(dataset: Any, where: str) -> Iterator[Tuple[dict, str]]:
         yield dataset, where
 
 
-
 def _evaluator_ann_files(evaluator: Any,
                          where: str) -> Iterator[Tuple[str, str]]:
     is_list = isinstance(evaluator, (list, tuple))
@@ -51,7 +50,6 @@ def _evaluator_ann_files(evaluator: Any,
         if isinstance(metric, dict) and is_local_path(metric.get('ann_file')):
             key = f'{where}.{i}' if is_list else where
             yield metric['ann_file'], f'{key}.ann_file'
-
 
 
 def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
@@ -124,27 +122,10 @@ def check_dataset_paths(cfg: Config, phases: Sequence[str]) -> None:
         f'at it:\n  --cfg-options {options}')
 
 
-
-def _heads_in_channels(model: dict) -> Iterator[Tuple[str, Any, Any]]:
-    """(config key, in_channels, in_index) of every module fed by the
-    backbone: an mmdet neck, mmseg decode / auxiliary heads."""
-    neck = model.get('neck')
-    if isinstance(neck, dict) and 'in_channels' in neck:
-        yield 'model.neck.in_channels', neck['in_channels'], None
-    for name in ('decode_head', 'auxiliary_head'):
-        heads = model.get(name)
-        many = isinstance(heads, (list, tuple))
-        for i, head in enumerate(heads if many else [heads]):
-            if isinstance(head, dict) and 'in_channels' in head:
-                key = f'model.{name}' + (f'[{i}]' if many else '')
-                yield (f'{key}.in_channels', head['in_channels'],
-                       head.get('in_index', -1))
-
-
-
 def check_backbone_channels(cfg: Config) -> None:
-    """A neck / decode head must take the channels the ConvNeXt (V1 or V2)
-    gives.
+    """What reads the backbone (a neck, else the heads: see
+    :func:`convnext_backbone.consumers.find_consumers`, as ``swap_backbone``
+    does) must take the channels the ConvNeXt (V1 or V2) gives.
 
     Without this check a mismatch surfaces as a convolution shape error deep
     in the first forward pass.
@@ -158,21 +139,28 @@ def check_backbone_channels(cfg: Config) -> None:
     """
     model = cfg.get('model')
     backbone = model.get('backbone') if isinstance(model, dict) else None
-    if not isinstance(backbone, dict) or backbone.get('type') not in (
-            'ConvNeXt', 'mmengine.ConvNeXt', 'ConvNeXtV2',
-            'mmengine.ConvNeXtV2'):
+    if not isinstance(backbone, dict):
         return
-    name = backbone['type'].split('.')[-1]
+    # 'mmengine.ConvNeXt' is ours by its root-registry name; another scope's
+    # ConvNeXt (mmpretrain's) is not.
+    scope, _, name = str(backbone.get('type')).rpartition('.')
+    if scope not in ('', 'mmengine') or name not in VERSION_CLASSES.values():
+        return
     arch = backbone.get('arch', 'tiny')
     indices = normalize_out_indices(backbone.get('out_indices', (0, 1, 2, 3)))
     out = out_channels(arch, indices)
-    for key, in_channels, in_index in _heads_in_channels(model):
-        if in_index is None:  # a neck takes every output, in order
+    for path, node, is_neck in find_consumers(model):
+        if 'in_channels' not in node:
+            continue
+        key = f'{path}.in_channels'
+        in_index = node.get('in_index', -1)  # mmseg's default: the last
+        if is_neck:  # a neck takes every output, in order
             expected = out
         elif isinstance(in_index, (list, tuple)):
             expected = [out[i] for i in in_index]
         else:
             expected = out[in_index]
+        in_channels = node['in_channels']
         got = list(in_channels) if isinstance(in_channels,
                                               (list, tuple)) else in_channels
         if got != expected:

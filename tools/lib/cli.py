@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from .errors import ConfigPrepareError
+from .prepare import LAUNCHERS
 from .runner import build_runner
 
 
@@ -32,11 +33,24 @@ def add_launch_args(parser: argparse.ArgumentParser, phase: str) -> None:
         'for lists); the top-level key must exist in the config')
     parser.add_argument(
         '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        choices=LAUNCHERS,
         default='none',
         help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def add_fast_arg(parser: argparse.ArgumentParser) -> None:
+    """``--fast {exact,bf16,fp16}``: the inference conversion of
+    :func:`convnext_backbone.inference.optimize_for_inference`."""
+    from convnext_backbone.inference import FAST_MODES
+    parser.add_argument(
+        '--fast',
+        choices=FAST_MODES,
+        help='optimise the model for inference: exact = conv-BN folding and '
+        'channels-last memory (fp32, same predictions); bf16 (CPUs with '
+        'AVX512-BF16/AMX, or CUDA) / fp16 (CUDA) add autocast to that dtype '
+        '(results change a little: docs/inference_speed.md)')
 
 
 def export_local_rank(args: argparse.Namespace) -> None:

@@ -13,7 +13,6 @@ from .log import log_once
 _SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN')
 
 
-
 def adapt_to_device(cfg: Config,
                     *,
                     distributed: bool,
@@ -87,7 +86,6 @@ def adapt_to_device(cfg: Config,
     for change in changes:
         log_once(change)
     return changes
-
 
 
 def check_cuda_processes(environ: Optional[dict] = None,

@@ -1,4 +1,5 @@
-"""Measurement primitives of ``tools/analysis/benchmark.py``.
+"""Measurement primitives of ``tools/analysis/benchmark.py``, and the
+lines and tables its modes print them in.
 
 One definition of each figure on CPU and CUDA:
 
@@ -32,6 +33,8 @@ from typing import Callable, Dict, Hashable, List, Optional, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+MiB = 2**20
 
 
 def synchronize(device: torch.device) -> None:
@@ -300,3 +303,33 @@ def machine_info(device: torch.device) -> Dict[str, object]:
         except OSError:
             pass
     return info
+
+
+def describe_machine(machine: Dict[str, object]) -> str:
+    """One line from :func:`machine_info`: the device, threads and torch;
+    on CUDA also the settings that change the figures and the clock."""
+    line = (f"{machine['name']} ({machine['device']}, {machine['threads']} "
+            f"threads, torch {machine['torch']})")
+    if 'cudnn_benchmark' in machine:
+        line += (f"; CUDA {machine['cuda']}, cuDNN {machine['cudnn']}, "
+                 f"cudnn.benchmark {_on_off_word(machine['cudnn_benchmark'])}"
+                 f", TF32 matmul {_on_off_word(machine['tf32_matmul'])} / "
+                 f"cuDNN {_on_off_word(machine['tf32_cudnn'])}; timed with "
+                 f"{machine['timer']}")
+    return line
+
+
+def _on_off_word(flag: bool) -> str:
+    return 'on' if flag else 'off'
+
+
+def percent(value: Optional[float]) -> str:
+    """A :func:`fraction` as a whole percentage, ``-`` when unknown."""
+    return '-' if value is None else f'{value:.0%}'
+
+
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    """The rows (cells already formatted) as a markdown table."""
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return '\n'.join(lines)

@@ -6,7 +6,7 @@ that runs, in mmdet's / mmseg's way: ``tools/train.py`` and
 import copy
 import logging
 import os.path as osp
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -19,17 +19,21 @@ from .errors import ConfigPrepareError
 from .log import log_once
 from .resume import checkpoint_problem, find_resume_checkpoint
 
+#: The launchers mmengine's Runner takes; ``--launcher`` offers these.
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
 
 def _prepare_common(cfg: Config, *, launcher: str, work_dir: Optional[str],
-                    cfg_options: Optional[Dict[str, Any]]) -> Config:
+                    cfg_options: Optional[Dict[str, Any]]
+                    ) -> Tuple[Config, str]:
+    """The prepared copy's shared part, and the config's scope."""
     cfg = copy.deepcopy(cfg)
     merge_cfg_options(cfg, cfg_options)
-    config_scope(cfg)
+    scope = config_scope(cfg)
     check_backbone_channels(cfg)
-    if launcher not in ('none', 'pytorch', 'slurm', 'mpi'):
+    if launcher not in LAUNCHERS:
         raise ConfigPrepareError(
-            f"launcher={launcher!r}; choose one of: none, pytorch, slurm, "
-            'mpi')
+            f"launcher={launcher!r}; choose one of: {', '.join(LAUNCHERS)}")
     cfg.launcher = launcher
     # work_dir: argument > config > ./work_dirs/<config name>
     if work_dir is not None:
@@ -37,8 +41,7 @@ def _prepare_common(cfg: Config, *, launcher: str, work_dir: Optional[str],
     elif cfg.get('work_dir') is None:
         name = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
-    return cfg
-
+    return cfg, scope
 
 
 def prepare_train_cfg(cfg: Config,
@@ -72,13 +75,13 @@ def prepare_train_cfg(cfg: Config,
     Returns:
         Config: The prepared copy.
     """
-    cfg = _prepare_common(
+    cfg, _ = _prepare_common(
         cfg, launcher=launcher, work_dir=work_dir, cfg_options=cfg_options)
     if amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type') == 'AmpOptimWrapper':
             log_once('--amp: the config already trains with AmpOptimWrapper',
-                      logging.INFO)
+                     logging.INFO)
         elif wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
             raise ConfigPrepareError(
                 f"--amp replaces OptimWrapper by AmpOptimWrapper, but "
@@ -116,7 +119,6 @@ def prepare_train_cfg(cfg: Config,
     return cfg
 
 
-
 def _enable_visualization(cfg: Config, scope: str, show_dir: str) -> None:
     """Draw test predictions into ``show_dir``, as mmdet's / mmseg's
     tools/test.py do (an absolute path, so mmdet does not put it below the
@@ -138,7 +140,6 @@ def _enable_visualization(cfg: Config, scope: str, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
 
 
-
 def _enable_tta(cfg: Config) -> None:
     """Wrap the model in ``tta_model`` and test with ``tta_pipeline``."""
     if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
@@ -151,6 +152,21 @@ def _enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
+def _enable_fast_inference(cfg: Config, mode: str) -> None:
+    """``FastInferenceHook(mode)`` in ``custom_hooks``: the config key that
+    mmdet's and mmseg's own tools/test.py read too, so the tools add no
+    mechanism of their own. The mode is checked against this machine first,
+    so that a mode it cannot run stops before the model is built."""
+    import torch
+    from convnext_backbone.inference import check_fast_mode
+    try:
+        check_fast_mode(mode, 'cuda' if torch.cuda.is_available() else 'cpu')
+    except ValueError as exc:
+        raise ConfigPrepareError(f'--fast {mode}: {exc}') from None
+    hooks = [hook for hook in cfg.get('custom_hooks', [])
+             if hook.get('type') != 'FastInferenceHook']
+    cfg.custom_hooks = hooks + [dict(type='FastInferenceHook', mode=mode)]
+
 
 def prepare_test_cfg(cfg: Config,
                      checkpoint: str,
@@ -160,6 +176,7 @@ def prepare_test_cfg(cfg: Config,
                      show_dir: Optional[str] = None,
                      out: Optional[str] = None,
                      tta: bool = False,
+                     fast: Optional[str] = None,
                      cfg_options: Optional[Dict[str, Any]] = None,
                      check_data: bool = True) -> Config:
     """The config ``tools/test.py`` runs.
@@ -177,6 +194,9 @@ def prepare_test_cfg(cfg: Config,
         tta (bool): Test with the config's ``tta_model`` /
             ``tta_pipeline`` (ADE20K: ratios 0.5-1.75 of the test scale
             with flip; V2: 0.75-1.25). Defaults to False.
+        fast (str, optional): Test with the plugin's ``FastInferenceHook``
+            in this mode (``'exact'``, ``'bf16'``, ``'fp16'``; see
+            :mod:`convnext_backbone.inference`). Defaults to None (eager).
         cfg_options (dict, optional): See :func:`merge_cfg_options`.
         check_data (bool): Run :func:`check_dataset_paths` for test.
             Defaults to True.
@@ -184,9 +204,8 @@ def prepare_test_cfg(cfg: Config,
     Returns:
         Config: The prepared copy.
     """
-    cfg = _prepare_common(
+    cfg, scope = _prepare_common(
         cfg, launcher=launcher, work_dir=work_dir, cfg_options=cfg_options)
-    scope = config_scope(cfg)
     problem = checkpoint_problem(checkpoint) if is_local_path(checkpoint) \
         else None
     if problem:
@@ -196,6 +215,8 @@ def prepare_test_cfg(cfg: Config,
         _enable_visualization(cfg, scope, show_dir)
     if tta:
         _enable_tta(cfg)
+    if fast is not None:
+        _enable_fast_inference(cfg, fast)
     if out is not None:
         if scope == 'mmdet':
             if not out.endswith(('.pkl', '.pickle')):

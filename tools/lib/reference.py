@@ -146,7 +146,6 @@ class ReferenceConvNeXt(nn.Module):
         return tuple(outs)
 
 
-
 class ReferenceConvNeXtV2(ReferenceConvNeXt):
     """ConvNeXt V2 (GRN after GELU, no layer scale) in the official
     formulation: the yardstick of :class:`~convnext_backbone.ConvNeXtV2`.

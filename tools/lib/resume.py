@@ -31,7 +31,6 @@ def checkpoint_problem(path: str) -> Optional[str]:
     return None
 
 
-
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The newest readable checkpoint of a work dir, for ``--resume``.
 
@@ -65,7 +64,7 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         if problem is None:
             if skipped:
                 log_once('--resume: skipped ' + '; '.join(skipped) +
-                          f'; resuming from {path}')
+                         f'; resuming from {path}')
             return path
         skipped.append(f'{path} ({problem})')
     if skipped:
@@ -74,6 +73,6 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
             '; '.join(skipped) + '. Remove the damaged files to start '
             'from scratch, or resume from a copy with --resume <path>')
     log_once(f'--resume: no checkpoint in {work_dir}; training starts from '
-              'scratch', logging.INFO)
+             'scratch', logging.INFO)
     return None
 

@@ -86,7 +86,6 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-
 def _to_builtin(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _to_builtin(v) for k, v in value.items()}
@@ -101,7 +100,6 @@ def _to_builtin(value: Any) -> Any:
     if hasattr(value, 'tolist'):  # numpy arrays and scalars, tensors
         return _to_builtin(value.tolist())
     return str(value)
-
 
 
 def dump_metrics(metrics: Dict[str, Any], path: str) -> None:
