@@ -9,6 +9,12 @@ _base_ = 'mmseg::_base_/default_runtime.py'
 # (and AMP to fp32); the config itself stays as the paper's runs had it.
 custom_imports = dict(
     imports=['convnext_backbone'], allow_failed_imports=False)
+# Random states saved in every checkpoint and restored on --resume, so a
+# single-process run with a fixed seed, deterministic=True and num_workers=0
+# resumes exactly (tests/test_resume.py); a multi-process run resumes with
+# its config's seeds, as plain mmengine does. A config that sets its own
+# custom_hooks replaces this list: keep the hook in it.
+custom_hooks = [dict(type='RandomStateHook')]
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
