@@ -20,7 +20,7 @@ STAMP := $(VENV)/.convnext_backbone-installed
 
 .PHONY: install test demo downstream deploy clean
 
-$(STAMP): tools/install.sh $(STACK_REQS) requirements/tests.txt setup.py
+$(STAMP): tools/install.sh $(STACK_REQS) requirements/tests.txt requirements/deploy.txt setup.py
 	STACK=$(STACK) VENV=$(abspath $(VENV)) bash tools/install.sh
 	touch $@
 

@@ -67,6 +67,9 @@ fi
 PY="$VENV/bin/python"
 pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
+# numpy as the environment had it before torch came in (torchvision brings
+# one): an environment's own numpy is kept, a new one gets the constraints.
+NUMPY_HAVE=$("$PY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true)
 if "$PY" -c 'import torch' 2>/dev/null; then
   log "keeping installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
@@ -156,6 +159,15 @@ else
     BUILD_ENV=(FORCE_CUDA=0 CUDA_VISIBLE_DEVICES=)  # CPU ops even beside a GPU
     WHAT="CPU ops"
   fi
+  # CPU ops compile through tools/lib/mmcv_cxx.sh: without debug info, and
+  # with C++20 where torch's headers need it (torch >= 2.14).
+  if [[ $PLAN == cpu ]]; then
+    BUILD_ENV+=("CXX=$REPO/tools/lib/mmcv_cxx.sh")
+  fi
+  if "$PY" -c "import os, sys, torch; sys.exit('C++20 or later' not in open(os.path.join(os.path.dirname(torch.__file__), 'include', 'ATen', 'ATen.h')).read())"; then
+    BUILD_ENV+=(MMCV_CXX_STD=c++20 "CXX=$REPO/tools/lib/mmcv_cxx.sh")
+    WHAT="$WHAT, C++20"
+  fi
   WHEEL_DIR="$CACHE/wheels/$KEY"
   WHEEL=$(ls "$WHEEL_DIR"/*.whl 2>/dev/null | head -1 || true)
   if [[ -z "$WHEEL" ]]; then
@@ -178,7 +190,7 @@ fi
 # need numpy 2, an older environment 1.26); a new environment gets the
 # tested versions of requirements/constraints.txt.
 CONSTRAINTS=$(mktemp)
-if NUMPY_HAVE=$("$PY" -c 'import numpy; print(numpy.__version__)' 2>/dev/null); then
+if [[ -n $NUMPY_HAVE ]]; then
   log "keeping installed numpy $NUMPY_HAVE"
   echo "numpy==$NUMPY_HAVE" >"$CONSTRAINTS"
 else
@@ -191,6 +203,8 @@ pip_install -c "$CONSTRAINTS" -r "$RUNTIME" -r "$REQ/tests.txt"
 # to build xtcocotools against the installed numpy.
 pip_install --no-deps 'cython>=3,<4'
 pip_install --no-deps --no-build-isolation -r "$EXTRA"
+# ONNX export and onnxruntime (tools/deploy.py, tests/test_deploy.py).
+pip_install -c "$CONSTRAINTS" -r "$REQ/deploy.txt"
 rm -f "$CONSTRAINTS"
 pip_install --no-deps --no-build-isolation -e "$REPO"
 
