@@ -137,6 +137,9 @@ class ConvNeXt(BaseModule):
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
         self.channels_last = channels_last
+        # NCHW-contiguous outputs (what the heads of mmdet / mmseg expect);
+        # optimize_for_inference() turns this off for channels-last heads.
+        self.contiguous_outputs = True
         self.fused_inference = fused_inference
         self.drop_path_rate = float(drop_path_rate)
         self.layer_scale_init_value = self._layer_scale(layer_scale_init_value)
@@ -286,7 +289,9 @@ class ConvNeXt(BaseModule):
                 else:
                     x = block(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous())
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.contiguous() if self.contiguous_outputs
+                            else out)
         return tuple(outs)
 
 
