@@ -19,9 +19,9 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
         arch=arch, drop_path_rate=0.1, layer_scale_init_value=1e-6,
-        # NCHW: measured 8% faster than channels-last for training atto on
-        # the 2-core CPU (0.62-0.68 vs 0.71-0.73 s/iter, toy UperNet; see
-        # README, Benchmarks). Larger presets and inference favour
+        # NCHW: measured faster than channels-last for training atto on
+        # the 2-core CPU (0.62-0.68 vs 0.71-0.73 s/iter, toy UperNet: 4-15%
+        # less time; docs/benchmarks.md). Larger presets and inference favour
         # channels-last, the backbone's default.
         channels_last=False,
         init_cfg=None),
