@@ -83,11 +83,17 @@ def test_unknown_and_impossible_modes_name_the_fix(monkeypatch):
 
 
 # ------------------------------------------------------- micro models
+def micro_cfg(name: str):
+    """A paper config made micro (tiny_options)."""
+    cfg = load(name)
+    cfg.merge_from_dict(tiny_options(cfg))
+    return cfg
+
+
 def micro_model(name: str) -> nn.Module:
     """A paper config's model made micro (tiny_options), random weights and
     BN statistics, eval mode, in its scope."""
-    cfg = load(name)
-    cfg.merge_from_dict(tiny_options(cfg))
+    cfg = micro_cfg(name)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     model.init_weights()
@@ -252,3 +258,22 @@ def test_runner_tests_with_the_hook_after_loading_weights(toy_ade, tmp_path):
         converted = getattr(runner.model, '_fast_inference_mode', None)
         assert converted == fast
     assert metrics['exact'] == pytest.approx(metrics[None], abs=1e-6)
+
+
+def test_benchmark_rows_time_the_same_network(upernet):
+    """benchmark.py model --fast none exact --onnxruntime: every row's
+    tensor path computes eager's logits (the onnxruntime row through the
+    exported graph, not the rebuilt PyTorch model), and the onnxruntime
+    row's time split names the graph."""
+    pytest.importorskip('onnxruntime')
+    from tools.analysis.bench_fast import run_settings
+    rows = run_settings(upernet, ['none', 'exact'], seg_batch(), 'mmseg',
+                        torch.device('cpu'), iters=1, warmup=0,
+                        onnxruntime=True,
+                        cfg=micro_cfg('upernet_convnext_t_512'))
+    assert list(rows) == ['none', 'exact', 'onnxruntime']
+    for name in ('exact', 'onnxruntime'):
+        assert rows[name]['tensor_max_rel_error'] <= 1e-4, name
+    assert rows['onnxruntime']['features_max_rel_error'] is None
+    assert rows['onnxruntime']['split_ms']['onnx end2end'] > 0
+    assert rows['none']['split_ms']['decode_head'] > 0

@@ -34,9 +34,9 @@ PARTS = (('backbone', 'backbone', 'forward'), ('neck', 'neck', 'forward'),
 
 def onnxruntime_row(cfg: Config, model: nn.Module, data: dict,
                     device: torch.device) -> Tuple[Optional[object], str]:
-    """The ``onnxruntime`` row: the model with its networks exported by
-    tools/deploy.py's code and run by onnxruntime (its pre- and
-    post-processing stay mmdet's / mmseg's), or None and why not."""
+    """The ``onnxruntime`` row: a :class:`tools.lib.deploy_runtime.Runtime`
+    of the model's networks exported by tools/deploy.py's code (its pre-
+    and post-processing stay mmdet's / mmseg's), or None and why not."""
     if device.type != 'cpu':
         return None, 'onnxruntime row: CPU only (the CPU execution provider)'
     try:
@@ -47,7 +47,7 @@ def onnxruntime_row(cfg: Config, model: nn.Module, data: dict,
     except ImportError as exc:
         return None, (f'onnxruntime row not timed: {exc} (make deploy '
                       'installs onnx and onnxruntime)')
-    return runtime.model, ''
+    return runtime, ''
 
 
 def converted(model: nn.Module, setting: str) -> nn.Module:
@@ -62,15 +62,23 @@ def path_steps(model: nn.Module, data: dict,
     """The two timed paths of one model on one batch, and ``features``
     (``extract_feat``: backbone and neck), compared but not timed."""
     from mmengine.registry import DefaultScope
+    runtime = model if hasattr(model, 'forward_tensor') else None
+    if runtime is not None:  # the onnxruntime row: the graphs
+        model = runtime.model
     with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
         packed = model.data_preprocessor(copy.deepcopy(data), False)
 
     def features():
         with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
+            if runtime is not None:
+                return runtime.features(packed['inputs'])
             return model.extract_feat(packed['inputs'])
 
     def tensor():
         with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
+            if runtime is not None:
+                return runtime.forward_tensor(packed['inputs'],
+                                              packed['data_samples'])
             return model(packed['inputs'], packed['data_samples'],
                          mode='tensor')
 
@@ -125,9 +133,13 @@ def time_split(model: nn.Module, step: Callable[[], object],
     core = model
     while isinstance(getattr(core, 'module', None), nn.Module):
         core = core.module
-    for part, child, name in PARTS:
-        owner = getattr(core, child, None)
-        if isinstance(owner, nn.Module) and hasattr(owner, name):
+    targets = [(getattr(core, child, None), part, name)
+               for part, child, name in PARTS]
+    if hasattr(core, 'graphs'):  # onnxruntime: each graph's session.run
+        targets = [(graph.session, f'onnx {graph_name}', 'run')
+                   for graph_name, graph in core.graphs.items()]
+    for owner, part, name in targets:
+        if owner is not None and hasattr(owner, name):
             patched.append((owner, name, owner.__dict__.get(name)))
             setattr(owner, name, timed(part, getattr(owner, name)))
     try:
@@ -198,7 +210,9 @@ def fast_table(result: Dict[str, object]) -> str:
     from tools.lib.measure import markdown_table
     rows = result['rows']
     parts = [p for p, _, _ in PARTS if any(
-        p in r.get('split_ms', {}) for r in rows.values())] + ['rest']
+        p in r.get('split_ms', {}) for r in rows.values())]
+    parts += sorted({p for r in rows.values() for p in r.get('split_ms', {})
+                     if p not in parts + ['rest', 'total']}) + ['rest']
     shape = result['shape']
     lines = []
     for name, row in rows.items():

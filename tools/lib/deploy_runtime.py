@@ -163,6 +163,40 @@ class Runtime:
         with torch.no_grad():
             return self.model.test_step(data)
 
+    def features(self, inputs: torch.Tensor) -> Optional[tuple]:
+        """A detector's ``extract_feat(inputs)`` from its graph (None for a
+        segmentor, whose graph does not output its features)."""
+        num_feats = self.manifest['graphs'][0]['num_feats'] \
+            if self.manifest['kind'] != 'segmentor' else 0
+        if not num_feats:
+            return None
+        with torch.no_grad():
+            return tuple(self.graphs['end2end'](inputs)[:num_feats])
+
+    def forward_tensor(self, inputs: torch.Tensor,
+                       data_samples: list) -> Any:
+        """The graphs' counterpart of ``model(inputs, data_samples,
+        mode='tensor')`` (mmdet's / mmseg's ``_forward``): the segmentor's
+        logits before the resize; a single-stage detector's head outputs;
+        a two-stage detector's RoI head outputs on the RPN's proposals
+        (mmdet's ``rpn_head.predict_by_feat`` between the graphs)."""
+        graph, meta = self.graphs['end2end'], self.manifest['graphs'][0]
+        with torch.no_grad():
+            flat = graph(inputs)
+            if self.manifest['kind'] == 'segmentor':
+                return flat[0]
+            num_feats = meta['num_feats']
+            head_outs = _unflatten(flat[num_feats:], meta['structure'])
+            if not num_feats:
+                return head_outs
+            feats = tuple(flat[:num_feats])
+            proposals = self.model.rpn_head.predict_by_feat(
+                *head_outs,
+                batch_img_metas=[s.metainfo for s in data_samples],
+                rescale=False)
+            return (self.model.roi_head.forward(feats, proposals,
+                                                data_samples), )
+
     def start_recording(self) -> None:
         for graph in self.graphs.values():
             graph.record = []
