@@ -1,5 +1,6 @@
 """tools/analysis/benchmark.py end to end on tiny inputs: every column is
 printed and written (figures, not assertions on speed)."""
+import importlib.util
 import json
 import os.path as osp
 import re
@@ -94,6 +95,26 @@ def test_layernorm_formulations_agree(capsys):
     for row in result['rows']:  # all of them compute the same LayerNorm
         assert row['max_abs_error'] < 1e-4, row
         assert row['latency_us'] > 0 and row['gb_per_s'] > 0
+
+
+def test_conv_ways_compute_the_same_conv(capsys):
+    argv = ['conv', '--shape', '1', '16', '12', '20', '--out-channels', '8',
+            '--iters', '1', '--warmup', '0']
+    if importlib.util.find_spec('onnxruntime') is not None:
+        argv.append('--onnxruntime')
+    result = load_tool().main(argv)
+    out = capsys.readouterr().out
+    assert re.search(rf'GEMM rate .*: {NUMBER} GFLOP/s', out), out
+    header, rows = table_rows(out)
+    assert header == ['variant', 'ms', 'GFLOP/s', 'of GEMM rate',
+                      'max rel. diff']
+    names = [r['variant'] for r in result['rows']]
+    assert names[:2] == ['torch NCHW', 'torch channels-last']
+    assert ('onnxruntime' in names) == ('--onnxruntime' in argv)
+    assert result['gflop'] == pytest.approx(2 * 8 * 12 * 20 * 16 * 9 / 1e9)
+    for row in result['rows']:
+        assert row['max_rel_diff'] < 1e-5, row
+        assert row['ms'] > 0 and row['gemm_fraction'] > 0
 
 
 @pytest.mark.parametrize('config', [

@@ -130,7 +130,19 @@ def test_segmentation_end_to_end(tmp_path):
     # ...a folder alone is fine.
     assert main([config, ckpt, images, '--out-dir', str(out),
                  '--device', 'cpu', '--no-progress']) == 0
+    # --fast exact: the same label maps (tools/infer.py's conversion)
+    fast = tmp_path / 'out_fast'
+    assert main([config, ckpt, images, '--out-dir', str(fast),
+                 '--device', 'cpu', '--no-progress', '--fast', 'exact']) == 0
+    with pytest.raises(SystemExit) as exc:  # checked before the model
+        main([config, ckpt, images, '--out-dir', str(fast), '--device',
+              'cpu', '--fast', 'fp16'])
+    assert str(exc.value.code).startswith('error: --fast fp16: ')
     for name, (h, w) in SIZES.items():
+        same = cv2.imread(str(fast / 'preds' / f'{name}.png'),
+                          cv2.IMREAD_UNCHANGED) == cv2.imread(
+            str(out / 'preds' / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        assert same.mean() >= 0.999, name
         vis = cv2.imread(str(out / 'vis' / f'{name}.jpg'))
         assert vis is not None and vis.shape[:2] == (h, w)
         label = cv2.imread(str(out / 'preds' / f'{name}.png'),

@@ -75,8 +75,10 @@ def test_unknown_and_impossible_modes_name_the_fix(monkeypatch):
     with pytest.raises(ValueError, match="'fp16' needs a CUDA GPU.*bf16"):
         check_fast_mode('fp16', 'cpu')
     monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: False)
-    with pytest.raises(ValueError, match="'bf16' needs a CPU.*use exact"):
+    with pytest.raises(ValueError, match="'bf16' needs a CPU.*use exact.*"
+                       "--emulated-bf16"):
         check_fast_mode('bf16', 'cpu')
+    check_fast_mode('bf16', 'cpu', emulated_bf16=True)  # asked for
     check_fast_mode('exact', 'cpu')
     with pytest.raises(ValueError, match='choose one of'):
         FastInferenceHook(mode='int8')
@@ -162,8 +164,13 @@ def test_exact_hands_channels_last_features_to_the_heads(upernet):
     model = optimize_for_inference(copy.deepcopy(upernet), 'exact')
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 64, 64))
+        # ...and takes the logits back to NCHW for mmseg's resize and
+        # sliding-window sum (inference.nchw_logits)
+        logits = model.decode_head(feats)
     assert all(f.is_contiguous(memory_format=torch.channels_last)
                for f in feats)
+    assert logits.is_contiguous() and logits.shape[1] > 1
+    assert not logits.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_exact_detector_predicts_as_eager(mask_rcnn):
@@ -231,6 +238,21 @@ def test_test_tool_option_adds_the_hook(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(ConfigPrepareError, match='--fast fp16:.*CUDA'):
         prepare_test_cfg(cfg, str(ckpt), fast='fp16', check_data=False)
+    # --emulated-bf16 reaches the hook, whose conversion then runs on a
+    # CPU without native bf16
+    prepared = prepare_test_cfg(cfg, str(ckpt), fast='bf16',
+                                emulated_bf16=True, check_data=False)
+    assert prepared.custom_hooks[-1] == dict(
+        type='FastInferenceHook', mode='bf16', emulated_bf16=True)
+    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: False)
+    model = micro_model('upernet_convnext_t_512')
+    runner = type('Runner', (), dict(model=model))()
+    FastInferenceHook(mode='bf16', emulated_bf16=True).before_test(runner)
+    assert model._fast_inference_mode == 'bf16'
+    with pytest.raises(ValueError, match="'bf16' needs a CPU"):
+        FastInferenceHook(mode='bf16').before_test(
+            type('Runner', (), dict(model=micro_model(
+                'upernet_convnext_t_512')))())
 
 
 def test_runner_tests_with_the_hook_after_loading_weights(toy_ade, tmp_path):

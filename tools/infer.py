@@ -1,7 +1,7 @@
 """Run a trained detector or segmentor on your own images.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... --out-dir DIR \\
-        [--device cpu|cuda] [--score-thr 0.3]
+        [--device cpu|cuda] [--score-thr 0.3] [--fast exact|bf16|fp16]
 
 INPUT: image files or folders of images (not searched recursively). For
 each image ``a.jpg`` it writes ``DIR/vis/a.jpg`` (the predictions drawn:
@@ -23,6 +23,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from tools.lib.cli import add_fast_arg  # noqa: E402
 from tools.lib.errors import ConfigPrepareError  # noqa: E402
 
 
@@ -46,6 +47,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'this score on (default 0.3)')
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar')
+    add_fast_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -61,9 +63,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      collect_images, run_inference)
         images = collect_images(args.inputs)
         device = check_device(args.device)
+        if args.fast is not None:
+            from convnext_backbone.inference import check_fast_mode
+            try:
+                check_fast_mode(args.fast, device.split(':')[0],
+                                args.emulated_bf16)
+            except ValueError as exc:
+                raise ConfigPrepareError(f'--fast {args.fast}: {exc}') \
+                    from None
         from mmengine.config import Config
         cfg = Config.fromfile(args.config)
-        task, inferencer = build_inferencer(cfg, args.checkpoint, device)
+        task, inferencer = build_inferencer(cfg, args.checkpoint, device,
+                                            args.fast, args.emulated_bf16)
     except ConfigPrepareError as err:
         sys.exit(f'error: {err}')
     done, failed = run_inference(

@@ -57,7 +57,8 @@ def main() -> None:
         show_dir=args.show_dir,
         out=args.out,
         tta=args.tta,
-        fast=args.fast)
+        fast=args.fast,
+        emulated_bf16=args.emulated_bf16)
     metrics = runner.test()
     dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
 

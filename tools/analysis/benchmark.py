@@ -30,6 +30,12 @@ LayerNorm over channels, each formulation on NCHW and channels-last memory
 
     python tools/analysis/benchmark.py layernorm --shape 1 96 128 128
 
+One convolution of a head (default: UperNet-T's fpn_bottleneck at 512),
+every way PyTorch runs it on CPU and in onnxruntime, against the GEMM
+rate::
+
+    python tools/analysis/benchmark.py conv --onnxruntime
+
 On CUDA steps are timed with CUDA events and cuDNN's autotuner is on.
 Prints markdown tables; ``--json PATH`` also writes every figure. Figures
 are defined in :mod:`tools.lib.measure`.
@@ -48,13 +54,14 @@ if REPO_ROOT not in sys.path:
 
 # Each mode's options and run are in its module.
 from tools.analysis import (  # noqa: E402
-    bench_backbone, bench_layernorm, bench_model)
+    bench_backbone, bench_conv, bench_layernorm, bench_model)
 
 MODES = dict(backbone=bench_backbone, layernorm=bench_layernorm,
-             model=bench_model)
+             model=bench_model, conv=bench_conv)
 HELP = dict(backbone='ConvNeXt vs the reference formulation',
             layernorm='LayerNorm over channels: the formulations',
-            model='a det/seg config\'s whole model')
+            model='a det/seg config\'s whole model',
+            conv='one head convolution: PyTorch\'s ways and onnxruntime')
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -51,6 +51,12 @@ def add_fast_arg(parser: argparse.ArgumentParser) -> None:
         'channels-last memory (fp32, same predictions); bf16 (CPUs with '
         'AVX512-BF16/AMX, or CUDA) / fp16 (CUDA) add autocast to that dtype '
         '(results change a little: docs/inference_speed.md)')
+    parser.add_argument(
+        '--emulated-bf16',
+        action='store_true',
+        help='with --fast bf16 on a CPU without native bfloat16: run it '
+        'emulated (about 10x slower than fp32, the same rounding), to '
+        'measure how bf16 changes the results')
 
 
 def export_local_rank(args: argparse.Namespace) -> None:

@@ -145,8 +145,9 @@ def _num_classes(model_cfg: dict) -> Optional[int]:
     return None
 
 
-def build_model(cfg: Config, checkpoint_path: str,
-                device: str) -> torch.nn.Module:
+def build_model(cfg: Config, checkpoint_path: str, device: str,
+                fast: Optional[str] = None,
+                emulated_bf16: bool = False) -> torch.nn.Module:
     """The config's model with the checkpoint's weights, in eval mode on
     ``device``: the one place ``tools/infer.py`` builds a model (a
     conversion before inference belongs here).
@@ -160,6 +161,9 @@ def build_model(cfg: Config, checkpoint_path: str,
         cfg (Config): An mmdet or mmseg config (``default_scope``).
         checkpoint_path (str): A checkpoint of this config (path or URL).
         device (str): ``'cpu'``, ``'cuda'`` or ``'cuda:N'``.
+        fast (str, optional): ``convnext_backbone.optimize_for_inference``
+            in this mode after loading (``--fast``). Defaults to None.
+        emulated_bf16 (bool): ``--emulated-bf16``. Defaults to False.
 
     Returns:
         nn.Module: With ``cfg`` and ``dataset_meta`` (classes, palette).
@@ -172,11 +176,20 @@ def build_model(cfg: Config, checkpoint_path: str,
     model.cfg = cfg
     model.dataset_meta = dataset_meta(cfg, checkpoint,
                                       _num_classes(cfg.model))
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if fast is not None:
+        from convnext_backbone.inference import optimize_for_inference
+        try:
+            optimize_for_inference(model, fast, emulated_bf16)
+        except ValueError as exc:
+            raise ConfigPrepareError(f'--fast {fast}: {exc}') from None
+    return model
 
 
 # -------------------------------------------------------------- inferencers
-def build_inferencer(cfg: Config, checkpoint_path: str, device: str):
+def build_inferencer(cfg: Config, checkpoint_path: str, device: str,
+                     fast: Optional[str] = None,
+                     emulated_bf16: bool = False):
     """mmdet's ``DetInferencer`` or mmseg's ``MMSegInferencer``, chosen by
     the config's ``default_scope``, whose model comes from
     :func:`build_model`.
@@ -195,7 +208,7 @@ def build_inferencer(cfg: Config, checkpoint_path: str, device: str):
     class Inferencer(base):
 
         def _init_model(self, cfg, weights, device='cpu'):
-            return build_model(cfg, weights, device)
+            return build_model(cfg, weights, device, fast, emulated_bf16)
 
         def _init_pipeline(self, cfg):
             # No annotations at inference (mmseg's drops them itself; a

@@ -152,7 +152,8 @@ def _enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
-def _enable_fast_inference(cfg: Config, mode: str) -> None:
+def _enable_fast_inference(cfg: Config, mode: str,
+                           emulated_bf16: bool = False) -> None:
     """``FastInferenceHook(mode)`` in ``custom_hooks``: the config key that
     mmdet's and mmseg's own tools/test.py read too, so the tools add no
     mechanism of their own. The mode is checked against this machine first,
@@ -160,12 +161,16 @@ def _enable_fast_inference(cfg: Config, mode: str) -> None:
     import torch
     from convnext_backbone.inference import check_fast_mode
     try:
-        check_fast_mode(mode, 'cuda' if torch.cuda.is_available() else 'cpu')
+        check_fast_mode(mode, 'cuda' if torch.cuda.is_available() else 'cpu',
+                        emulated_bf16)
     except ValueError as exc:
         raise ConfigPrepareError(f'--fast {mode}: {exc}') from None
     hooks = [hook for hook in cfg.get('custom_hooks', [])
              if hook.get('type') != 'FastInferenceHook']
-    cfg.custom_hooks = hooks + [dict(type='FastInferenceHook', mode=mode)]
+    hook = dict(type='FastInferenceHook', mode=mode)
+    if emulated_bf16:
+        hook['emulated_bf16'] = True
+    cfg.custom_hooks = hooks + [hook]
 
 
 def prepare_test_cfg(cfg: Config,
@@ -177,6 +182,7 @@ def prepare_test_cfg(cfg: Config,
                      out: Optional[str] = None,
                      tta: bool = False,
                      fast: Optional[str] = None,
+                     emulated_bf16: bool = False,
                      cfg_options: Optional[Dict[str, Any]] = None,
                      check_data: bool = True) -> Config:
     """The config ``tools/test.py`` runs.
@@ -197,6 +203,8 @@ def prepare_test_cfg(cfg: Config,
         fast (str, optional): Test with the plugin's ``FastInferenceHook``
             in this mode (``'exact'``, ``'bf16'``, ``'fp16'``; see
             :mod:`convnext_backbone.inference`). Defaults to None (eager).
+        emulated_bf16 (bool): With ``fast='bf16'``, accept a CPU that only
+            emulates bfloat16. Defaults to False.
         cfg_options (dict, optional): See :func:`merge_cfg_options`.
         check_data (bool): Run :func:`check_dataset_paths` for test.
             Defaults to True.
@@ -216,7 +224,7 @@ def prepare_test_cfg(cfg: Config,
     if tta:
         _enable_tta(cfg)
     if fast is not None:
-        _enable_fast_inference(cfg, fast)
+        _enable_fast_inference(cfg, fast, emulated_bf16)
     if out is not None:
         if scope == 'mmdet':
             if not out.endswith(('.pkl', '.pickle')):
