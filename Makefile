@@ -31,7 +31,7 @@ deploy: $(STAMP)
 	$(PY) -c "import onnx, onnxruntime; print('onnx', onnx.__version__, 'onnxruntime', onnxruntime.__version__)"
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q -rs
+	$(PY) -m pytest tests -q -rs --durations=15
 
 demo: $(STAMP)
 	$(PY) tools/demo.py

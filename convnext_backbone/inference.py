@@ -12,9 +12,10 @@ model, a TTA wrapper or a DDP-wrapped one) in place, in one of
   without a copy per level and call). fp32: the predictions of eager within
   float rounding.
 - ``'bf16'`` (a CPU with native bfloat16, or CUDA) and ``'fp16'`` (CUDA):
-  ``'exact'`` plus autocast to that dtype around the model's ``forward``
-  (so ``test_step``, ``predict`` and the tensor path all run in it), via
-  mmengine's ``autocast``.
+  ``'exact'`` plus autocast to that dtype (mmengine's ``autocast``) around
+  the model's networks: backbone, neck and heads (the box and mask heads
+  inside RoI heads), their outputs back in fp32, so mmdet's / mmseg's
+  post-processing (NMS, box decoding, mask pasting, resizing) runs fp32.
 
 :class:`FastInferenceHook` applies it before the test loop, so any tool that
 runs mmengine's Runner gets it from the config::
@@ -24,7 +25,7 @@ runs mmengine's Runner gets it from the config::
 (the repository's ``tools/test.py --fast MODE`` adds exactly that hook).
 """
 import functools
-from typing import Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -224,26 +225,67 @@ def _device_type(model: nn.Module) -> str:
     return 'cpu' if param is None else param.device.type
 
 
-def _autocast_forward(model: nn.Module, device_type: str,
-                      dtype: torch.dtype) -> None:
-    """Run ``model.forward`` (so ``test_step`` / ``predict`` and the tensor
-    path) under autocast.
+def network_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """The modules that hold a detector's / segmentor's networks: the
+    ``backbone``, the ``neck`` and every head (a child whose class name ends
+    in ``Head``), except RoI heads, whose box and mask heads are taken
+    instead (one per cascade stage), so that their RoI extractors (mmcv's
+    RoIAlign) and everything between the networks stay fp32."""
+    found: List[Tuple[str, nn.Module]] = []
 
-    mmengine's ``TestLoop(fp16=True)`` autocasts ``test_step`` with the
-    same ``autocast``, but only in the Runner and with the device's default
-    dtype (float16 on CUDA, bfloat16 on CPU: no bfloat16 on CUDA); the
-    tools that call the model directly (inference, benchmarks) need the
-    same conversion, so it is attached to the model.
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            full = f'{prefix}{name}'
+            kind = type(child).__name__
+            if kind.endswith('RoIHead') or isinstance(child, nn.ModuleList):
+                visit(child, f'{full}.')
+            elif name in ('backbone', 'neck') or kind.endswith('Head'):
+                found.append((full, child))
+
+    visit(model, '')
+    return found
+
+
+def _to_fp32(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, tuple) and hasattr(out, '_fields'):  # namedtuple
+        return type(out)(*(_to_fp32(o) for o in out))
+    if isinstance(out, (list, tuple)):
+        return type(out)(_to_fp32(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _to_fp32(v) for k, v in out.items()}
+    return out
+
+
+def _autocast_networks(model: nn.Module, device_type: str,
+                       dtype: torch.dtype) -> int:
+    """Run the networks (:func:`network_modules`) under autocast, their
+    outputs returned as fp32.
+
+    Autocast around the whole ``forward`` (what mmengine's
+    ``TestLoop(fp16=True)`` does, around ``test_step``) also reaches the
+    post-processing: mmcv's CPU ``nms`` then gets bfloat16 boxes and stops
+    ("expected scalar type Float but found BFloat16", found on the toy Mask
+    R-CNN), and box decoding and mask pasting would lose precision. Here
+    only the networks run in reduced precision; mmdet's / mmseg's code
+    between and after them runs fp32, as it expects. (A model without such
+    modules gets its whole ``forward`` wrapped.)
+
+    Returns:
+        int: Number of modules wrapped.
     """
     from mmengine.runner.amp import autocast
-    forward = model.forward
+    modules = [m for _, m in network_modules(model)] or [model]
+    for module in modules:
+        forward = module.forward
 
-    @functools.wraps(forward)
-    def forward_in_autocast(*args, **kwargs):
-        with autocast(device_type=device_type, dtype=dtype):
-            return forward(*args, **kwargs)
+        def forward_in_autocast(*args, _forward=forward, **kwargs):
+            with autocast(device_type=device_type, dtype=dtype):
+                return _to_fp32(_forward(*args, **kwargs))
 
-    model.forward = forward_in_autocast
+        module.forward = functools.wraps(forward)(forward_in_autocast)
+    return len(modules)
 
 
 def optimize_for_inference(model: nn.Module, mode: str,
@@ -299,8 +341,9 @@ def optimize_for_inference(model: nn.Module, mode: str,
             (' (backbone outputs too)' if backbones else '') +
             (f' ({guarded} NCHW-only mmcv ops fed NCHW)' if guarded else '')]
     if mode in _DTYPES:
-        _autocast_forward(core, device_type, _DTYPES[mode])
-        done.append(f'{_DTYPES[mode]} autocast on {device_type}')
+        wrapped = _autocast_networks(core, device_type, _DTYPES[mode])
+        done.append(f'{_DTYPES[mode]} autocast on {device_type} around '
+                    f'{wrapped} networks (post-processing fp32)')
     setattr(core, _MARK, mode)
     print_log(f"fast inference '{mode}': " + ', '.join(done),
               logger='current')

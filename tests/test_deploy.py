@@ -256,3 +256,17 @@ def test_fp16_keeps_layernorm_and_grn_statistics_fp32(tmp_path):
     for node in norms + grn:
         assert types[node.input[0]] == fp32, node.name
     assert all(types[n.input[0]] == fp16 for n in convs)
+
+
+# ------------------------------------------------- figures of full models
+def test_deploy_figures_cases_are_convnext_models(tmp_path):
+    """tools/analysis/deploy_figures.py's models (full size, timed there,
+    not here): each config loads with its options and has ConvNeXt as its
+    backbone; the mmseg case is mmseg's shipped config swapped."""
+    from tools.analysis import deploy_figures as figs
+    for name in figs.CASES:
+        config, options = figs.case_config(name, str(tmp_path))
+        cfg = load_config(config, options)
+        assert cfg.model.backbone.type in ('ConvNeXt', 'ConvNeXtV2'), name
+    assert osp.dirname(figs.case_config('deeplabv3plus_t_swap',
+                                        str(tmp_path))[0]) == str(tmp_path)

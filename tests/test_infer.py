@@ -51,8 +51,11 @@ def save_random_checkpoint(config: str, path: str) -> dict:
     torch.manual_seed(0)
     model = revert_sync_batchnorm(models.build(cfg.model))
     meta = dict(cfg.test_dataloader.dataset.metainfo)
+    stored = dict(meta)
+    if scope == 'mmseg':  # what mmseg's datasets add to a Runner's meta
+        stored.update(label_map=None, reduce_zero_label=False)
     torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=meta)), path)
+                    meta=dict(dataset_meta=stored)), path)
     return meta
 
 

@@ -215,6 +215,27 @@ def test_bf16_runs_the_model_in_bf16(upernet, monkeypatch):
         optimize_for_inference(model, 'exact')
 
 
+def test_bf16_detector_post_processes_in_fp32(mask_rcnn, monkeypatch):
+    """Only the networks run in bf16: mmcv's CPU nms (RPN proposals, box
+    NMS) would stop on bf16 boxes, and the predictions come out fp32."""
+    from convnext_backbone.inference import network_modules
+    assert [name for name, _ in network_modules(mask_rcnn)] == [
+        'backbone', 'neck', 'rpn_head', 'roi_head.bbox_head',
+        'roi_head.mask_head']
+    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: True)
+    model = copy.deepcopy(mask_rcnn)
+    batch = det_batch()
+    expected = predict(model, batch, 'mmdet')[0].pred_instances
+    optimize_for_inference(model, 'bf16')
+    dtypes = []
+    model.roi_head.bbox_head.fc_cls.register_forward_hook(
+        lambda m, i, out: dtypes.append(out.dtype))
+    actual = predict(model, batch, 'mmdet')[0].pred_instances
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert actual.bboxes.dtype == actual.scores.dtype == torch.float32
+    assert len(actual) > 0 and len(expected) > 0
+
+
 def test_hook_converts_the_runners_model_before_testing(upernet):
     model = copy.deepcopy(upernet)
     runner = type('Runner', (), dict(model=model))()

@@ -110,5 +110,4 @@ default_hooks = dict(
     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
 randomness = dict(seed=0)
-# Saves/restores the random states so an interrupted run resumes exactly.
-custom_hooks = [dict(type='RandomStateHook')]
+# custom_hooks (RandomStateHook: exact resume) come from the runtime base.

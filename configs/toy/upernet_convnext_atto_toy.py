@@ -97,5 +97,4 @@ default_hooks = dict(
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(window_size=20)
 randomness = dict(seed=0)
-# Saves/restores the random states so an interrupted run resumes exactly.
-custom_hooks = [dict(type='RandomStateHook')]
+# custom_hooks (RandomStateHook: exact resume) come from the runtime base.

@@ -100,9 +100,14 @@ def dataset_meta(cfg: Config, checkpoint: dict,
                  num_classes: Optional[int]) -> Dict[str, Any]:
     """Class names and palette: those the checkpoint was trained with (a
     Runner stores them), else the config's test dataset, else numbered
-    classes with a random palette."""
+    classes with a random palette.
+
+    Only these two are kept, as mmseg's ``init_model`` does: a Runner
+    also stores the dataset's ``label_map`` and ``reduce_zero_label``, which
+    the visualizers' ``set_dataset_meta(**meta)`` do not take."""
     meta = checkpoint.get('meta', {}).get('dataset_meta') or {}
-    meta = {k.lower(): v for k, v in meta.items()}
+    meta = {k.lower(): v for k, v in meta.items()
+            if k.lower() in ('classes', 'palette')}
     if not meta.get('classes'):
         meta = dict(config_metainfo(cfg), **meta)
     if not meta.get('classes') and num_classes:
