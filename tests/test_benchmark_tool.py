@@ -469,3 +469,14 @@ def test_v2_preset_that_v2_lacks_is_an_error(capsys):
     with pytest.raises(SystemExit) as exc:
         load_tool().main(['backbone', '--arch', 'small', '--versions', '2'])
     assert 'small' in str(exc.value.code) and 'tiny' in str(exc.value.code)
+
+
+def test_profile_model_sums_both_runtimes_by_op(capsys):
+    pytest.importorskip('onnxruntime')
+    from tools.analysis import profile_model
+    profile_model.main(['configs/toy/upernet_convnext_atto_toy.py', '64',
+                        '64', '--top', '3'])
+    out = capsys.readouterr().out
+    assert re.search(r'PyTorch exact, tensor path .*: [0-9]+ ms', out), out
+    assert re.search(r'onnxruntime, the exported graphs .*: [0-9]+ ms', out)
+    assert 'Conv ' in out and 'convolution' in out
