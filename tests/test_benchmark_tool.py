@@ -471,12 +471,15 @@ def test_v2_preset_that_v2_lacks_is_an_error(capsys):
     assert 'small' in str(exc.value.code) and 'tiny' in str(exc.value.code)
 
 
-def test_profile_model_sums_both_runtimes_by_op(capsys):
+def test_profile_model_sums_both_runtimes_by_op(capsys, tmp_path,
+                                                monkeypatch):
     pytest.importorskip('onnxruntime')
     from tools.analysis import profile_model
-    profile_model.main(['configs/toy/upernet_convnext_atto_toy.py', '64',
-                        '64', '--top', '3'])
+    monkeypatch.chdir(tmp_path)  # nothing may be written here
+    config = osp.join(REPO, 'configs', 'toy', 'upernet_convnext_atto_toy.py')
+    profile_model.main([config, '64', '64', '--top', '3'])
     out = capsys.readouterr().out
     assert re.search(r'PyTorch exact, tensor path .*: [0-9]+ ms', out), out
     assert re.search(r'onnxruntime, the exported graphs .*: [0-9]+ ms', out)
     assert 'Conv ' in out and 'convolution' in out
+    assert list(tmp_path.iterdir()) == []

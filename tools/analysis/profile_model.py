@@ -53,8 +53,8 @@ def main(argv=None) -> None:
         packed = model.data_preprocessor(copy.deepcopy(data), False)
         inputs, samples = packed['inputs'], packed['data_samples']
         print('input', tuple(inputs.shape))
-        runtime, _ = export_onnx_runtime(cfg, model, data,
-                                         tempfile.mkdtemp(prefix='profile_'))
+        work_dir = tempfile.mkdtemp(prefix='profile_')
+        runtime, _ = export_onnx_runtime(cfg, model, data, work_dir)
         fast = optimize_for_inference(copy.deepcopy(model), 'exact')
         fast(inputs, samples, mode='tensor')  # warm-up
         with torch.profiler.profile() as prof:
@@ -65,6 +65,8 @@ def main(argv=None) -> None:
         for graph in runtime.graphs.values():
             options = ort.SessionOptions()
             options.enable_profiling = True
+            # the profile's JSON goes beside the graphs, not into the cwd
+            options.profile_file_prefix = osp.join(work_dir, 'ort_profile')
             options.intra_op_num_threads = torch.get_num_threads()
             options.log_severity_level = 3
             graph.session = ort.InferenceSession(
