@@ -64,13 +64,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         images = collect_images(args.inputs)
         device = check_device(args.device)
         if args.fast is not None:
-            from convnext_backbone.inference import check_fast_mode
-            try:
-                check_fast_mode(args.fast, device.split(':')[0],
-                                args.emulated_bf16)
-            except ValueError as exc:
-                raise ConfigPrepareError(f'--fast {args.fast}: {exc}') \
-                    from None
+            from tools.lib.prepare import check_fast_option
+            check_fast_option(args.fast, device.split(':')[0],
+                              args.emulated_bf16)
         from mmengine.config import Config
         cfg = Config.fromfile(args.config)
         task, inferencer = build_inferencer(cfg, args.checkpoint, device,

@@ -7,6 +7,7 @@ The default is UperNet-T's ``fpn_bottleneck`` at 512x512: a 3x3 conv from
 the 4 x 512 concatenated levels to 512 channels at 128 x 128.
 """
 import argparse
+import copy
 import tempfile
 from typing import Callable, Dict
 
@@ -78,9 +79,7 @@ def run(args: argparse.Namespace,
     x = torch.randn(n, c, h, w)
     flops = 2 * n * args.out_channels * h * w * c * k * k
     cl = x.contiguous(memory_format=torch.channels_last)
-    conv_cl = nn.Conv2d(c, args.out_channels, k, padding=k // 2).eval()
-    conv_cl.load_state_dict(conv.state_dict())
-    conv_cl.to(memory_format=torch.channels_last)
+    conv_cl = copy.deepcopy(conv).to(memory_format=torch.channels_last)
     variants: Dict[str, Callable[[], object]] = {
         'torch NCHW': lambda: conv(x),
         'torch channels-last': lambda: conv_cl(cl),

@@ -21,7 +21,7 @@ onnxruntime doing the network work.
 import copy
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -108,23 +108,36 @@ def _unflatten(flat: List[torch.Tensor], structure: List[int]) -> tuple:
     return tuple(outs)
 
 
+def _detector_outputs(graph: OrtGraph, meta: Dict[str, Any],
+                      inputs: torch.Tensor) -> Tuple[tuple, tuple]:
+    """The end2end graph's outputs of a detector: (features, dense head
+    outputs); the features are empty for a single-stage detector."""
+    flat = graph(inputs)
+    num_feats = meta['num_feats']
+    return (tuple(flat[:num_feats]),
+            _unflatten(flat[num_feats:], meta['structure']))
+
+
+def _proposals(model: nn.Module, head_outs: tuple, data_samples: list):
+    """mmdet's RPN proposals from the RPN head's outputs (not rescaled)."""
+    return model.rpn_head.predict_by_feat(
+        *head_outs, batch_img_metas=[s.metainfo for s in data_samples],
+        rescale=False)
+
+
 def _detector_predict(model: nn.Module, graph: OrtGraph, meta: Dict[str,
                                                                    Any]):
-    num_feats, structure = meta['num_feats'], meta['structure']
-    two_stage = num_feats > 0
+    two_stage = meta['num_feats'] > 0
 
     def predict(batch_inputs: torch.Tensor,
                 batch_data_samples: list,
                 rescale: bool = True) -> list:
         # mmdet's TwoStageDetector / SingleStageDetector.predict, with the
         # features and the dense head's outputs from the graph
-        flat = graph(batch_inputs)
-        feats = tuple(flat[:num_feats])
-        head_outs = _unflatten(flat[num_feats:], structure)
+        feats, head_outs = _detector_outputs(graph, meta, batch_inputs)
         metas = [s.metainfo for s in batch_data_samples]
         if two_stage:
-            proposals = model.rpn_head.predict_by_feat(
-                *head_outs, batch_img_metas=metas, rescale=False)
+            proposals = _proposals(model, head_outs, batch_data_samples)
             results = model.roi_head.predict(
                 feats, proposals, batch_data_samples, rescale=rescale)
         else:
@@ -182,18 +195,12 @@ class Runtime:
         (mmdet's ``rpn_head.predict_by_feat`` between the graphs)."""
         graph, meta = self.graphs['end2end'], self.manifest['graphs'][0]
         with torch.no_grad():
-            flat = graph(inputs)
             if self.manifest['kind'] == 'segmentor':
-                return flat[0]
-            num_feats = meta['num_feats']
-            head_outs = _unflatten(flat[num_feats:], meta['structure'])
-            if not num_feats:
+                return graph(inputs)[0]
+            feats, head_outs = _detector_outputs(graph, meta, inputs)
+            if not feats:
                 return head_outs
-            feats = tuple(flat[:num_feats])
-            proposals = self.model.rpn_head.predict_by_feat(
-                *head_outs,
-                batch_img_metas=[s.metainfo for s in data_samples],
-                rescale=False)
+            proposals = _proposals(self.model, head_outs, data_samples)
             return (self.model.roi_head.forward(feats, proposals,
                                                 data_samples), )
 

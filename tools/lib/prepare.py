@@ -152,6 +152,22 @@ def _enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
+def check_fast_option(mode: str, device_type: str,
+                      emulated_bf16: bool = False) -> None:
+    """``--fast MODE`` (and ``--emulated-bf16``) checked against the device
+    the model will run on, before anything is built.
+
+    Raises:
+        ConfigPrepareError: One line naming the option and the fix
+            (:func:`convnext_backbone.inference.check_fast_mode`).
+    """
+    from convnext_backbone.inference import check_fast_mode
+    try:
+        check_fast_mode(mode, device_type, emulated_bf16)
+    except ValueError as exc:
+        raise ConfigPrepareError(f'--fast {mode}: {exc}') from None
+
+
 def _enable_fast_inference(cfg: Config, mode: str,
                            emulated_bf16: bool = False) -> None:
     """``FastInferenceHook(mode)`` in ``custom_hooks``: the config key that
@@ -159,12 +175,8 @@ def _enable_fast_inference(cfg: Config, mode: str,
     mechanism of their own. The mode is checked against this machine first,
     so that a mode it cannot run stops before the model is built."""
     import torch
-    from convnext_backbone.inference import check_fast_mode
-    try:
-        check_fast_mode(mode, 'cuda' if torch.cuda.is_available() else 'cpu',
-                        emulated_bf16)
-    except ValueError as exc:
-        raise ConfigPrepareError(f'--fast {mode}: {exc}') from None
+    check_fast_option(mode, 'cuda' if torch.cuda.is_available() else 'cpu',
+                      emulated_bf16)
     hooks = [hook for hook in cfg.get('custom_hooks', [])
              if hook.get('type') != 'FastInferenceHook']
     hook = dict(type='FastInferenceHook', mode=mode)
