@@ -2,7 +2,8 @@
 # make demo : install, generate the toy data, train + evaluate a ConvNeXt
 #             Mask R-CNN and UperNet on CPU, draw predictions
 # STACK=onedl : the same on the maintained onedl-* forks, in .venv-onedl
-#             (`make test STACK=onedl`); the default is STACK=upstream (.venv)
+#             (`make test STACK=onedl`; 6.5 GB on disk, its torch comes with the
+#             CUDA libraries); the default is STACK=upstream (.venv, 1.7 GB)
 # make downstream : check that the downstream projects import (the install
 #             puts mmpose in .venv; onedl-mmpretrain and timm in .venv-onedl)
 STACK ?= upstream

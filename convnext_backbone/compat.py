@@ -15,7 +15,7 @@ keeps the security defaults of the newer library.
   allowed type). They are class-level and restored by ``__setstate__``
   anyway, so we stop writing them. Checkpoints written by plain mmengine
   0.10.7 still carry them and are refused with torch's error; re-save them
-  once from a trusted environment (see the README).
+  once from a trusted environment (recipe: docs/faq.md).
 - onedl-mmengine (the maintained fork) loads every checkpoint through
   ``mmengine.runner.checkpoint._safe_torch_load``, which retries with
   ``weights_only=False`` when the safe load fails: a checkpoint whose pickle
@@ -93,8 +93,9 @@ def safe_torch_load(file, map_location=None, weights_only=None):
             f'global that is not allowed for safe loading ({exc}). If you '
             'trust the file, allow that global deliberately with '
             'torch.serialization.add_safe_globals([...]) in a module your '
-            "config lists in custom_imports, or re-save the file's "
-            'state_dict from a trusted environment') from exc
+            "config lists in custom_imports, or re-save the file from a "
+            'trusted environment (recipe: docs/faq.md in the '
+            'convnext_backbone repository)') from exc
 
 
 def _keep_loader_safe() -> bool:

@@ -27,8 +27,10 @@ def downstream(module, case=None):
         return importlib.import_module(module)
     except ImportError as exc:
         reason = (f'{module} does not import here ({type(exc).__name__}: '
-                  f'{exc}); `make downstream` installs mmpose and mmpretrain '
-                  '(requirements/downstream.txt)')
+                  f'{exc}); `make downstream STACK=onedl` installs and runs '
+                  'mmpose and mmpretrain (the upstream profile installs '
+                  'mmpretrain 1.2.0, which needs a torchvision that no PyPI '
+                  "build provides beside its CPU torch)")
         if case is not None and recording():
             record_case(**case, result='not run here', note=reason)
         pytest.skip(reason)

@@ -91,7 +91,8 @@ def render(rows: List[dict]) -> str:
         '`clear error` that `swap_backbone` refused the config with the '
         'message shown (a `SwapError`), as the test asserts; `not run here` '
         'that the project does not import in this environment (the reason '
-        'is shown; `make downstream` installs mmpose and mmpretrain).',
+        'is shown; `make downstream STACK=onedl` runs mmpose and '
+        'mmpretrain: docs/stacks.md).',
         '',
         '| framework | architecture | shipped config | old backbone: strides '
         '(channels) | ConvNeXt-atto: out_indices, strides (channels) | '

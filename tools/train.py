@@ -42,7 +42,8 @@ def parse_args() -> argparse.Namespace:
         '--auto-scale-lr',
         action='store_true',
         help='scale the lrs linearly from auto_scale_lr.base_batch_size (16 '
-        'in the paper configs) to GPUs x batch_size')
+        'in the V1 paper configs and the V2 UperNet, 32 in the V2 Mask '
+        'R-CNN) to GPUs x batch_size')
     return parse_launch_args(parser, 'train')
 
 
