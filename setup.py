@@ -83,4 +83,5 @@ setup(
         'tests': ['pytest'],
     },
     license='Apache-2.0',
+    license_files=['LICENSE'],
 )

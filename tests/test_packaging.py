@@ -23,7 +23,8 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # What setup.py, MANIFEST.in and the build need from the checkout.
-SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'model-index.yml',
+SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'LICENSE',
+           'CHANGELOG.md', 'CITATION.cff', 'model-index.yml',
            'convnext_backbone', 'configs')
 
 USER_SCRIPT = textwrap.dedent('''
@@ -97,6 +98,9 @@ def test_wheel_carries_the_configs(wheel):
                     if n.startswith('convnext_backbone/.mim/configs/'))
     assert packed == configs
     assert 'convnext_backbone/.mim/model-index.yml' in names
+    # The licence text travels in the wheel's metadata.
+    assert any(n.endswith('.dist-info/licenses/LICENSE')
+               or n.endswith('.dist-info/LICENSE') for n in names), names
     # The plugin only: no tools, tests or the repository's data.
     tops = {n.split('/')[0] for n in names}
     assert {t for t in tops if not t.endswith('.dist-info')} == {
