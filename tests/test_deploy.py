@@ -22,7 +22,7 @@ pytest.importorskip(
 from tools.deploy import main  # noqa: E402
 from tools.lib.deploy import (build_model, deploy, load_config,  # noqa: E402
                               synthetic_image)
-from tools.lib.deploy_export import DeployError, export_model  # noqa: E402
+from tools.lib.deploy.export import DeployError, export_model  # noqa: E402
 
 # (250, 320) -> 200 x 256 in the toy pipelines (padded to 224 x 256 for the
 # detectors); (200, 200) -> 256 x 256.
@@ -49,7 +49,8 @@ def random_checkpoint(config, options, path, init_weights=False):
     model = build_model(load_config(config, options), None)
     if init_weights:
         model.init_weights()
-    torch.save({'state_dict': model.state_dict()}, path)
+    # a plain dict: the checkpoint holds tensors only (no module metadata)
+    torch.save({'state_dict': dict(model.state_dict())}, path)
     return path
 
 

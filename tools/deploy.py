@@ -8,7 +8,7 @@ onnxruntime against the PyTorch model's own predictions.
 
 Writes ``DIR/end2end.onnx`` (plus ``bbox_head*.onnx`` / ``mask_head*.onnx``
 for two-stage detectors), ``DIR/deploy.json`` and ``DIR/deploy_cfg.py``
-(what ``tools.lib.deploy_runtime.load_runtime(DIR)`` needs) and
+(what ``tools.lib.deploy.runtime.load_runtime(DIR)`` needs) and
 ``DIR/report.json`` (agreement, max abs differences, latencies, versions).
 Exits with status 1 when an image's agreement is below 0.99, naming what
 disagrees; a bad config, checkpoint or image is one ``error: ...`` line.
@@ -67,7 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     from tools.lib.deploy import deploy
-    from tools.lib.deploy_export import DEFAULT_OPSET, DeployError
+    from tools.lib.deploy.export import DEFAULT_OPSET, DeployError
     logging.getLogger('mmengine').setLevel(logging.WARNING)
     try:
         report = deploy(

@@ -34,7 +34,7 @@ PARTS = (('backbone', 'backbone', 'forward'), ('neck', 'neck', 'forward'),
 
 def onnxruntime_row(cfg: Config, model: nn.Module, data: dict,
                     device: torch.device) -> Tuple[Optional[object], str]:
-    """The ``onnxruntime`` row: a :class:`tools.lib.deploy_runtime.Runtime`
+    """The ``onnxruntime`` row: a :class:`tools.lib.deploy.runtime.Runtime`
     of the model's networks exported by tools/deploy.py's code (its pre-
     and post-processing stay mmdet's / mmseg's), or None and why not."""
     if device.type != 'cpu':

@@ -3,7 +3,7 @@ inference code.
 
 :func:`load_runtime` builds the config's model (random weights: nothing is
 read from a checkpoint) and replaces each network that
-:mod:`.deploy_export` exported by a call into onnxruntime:
+:mod:`.export` exported by a call into onnxruntime:
 
 - detectors: ``predict`` runs ``end2end.onnx`` for the features and the
   dense head's outputs, then mmdet's ``predict_by_feat`` of the dense head
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .deploy_export import MANIFEST, MODEL_CONFIG, DeployError
+from .export import MANIFEST, MODEL_CONFIG, DeployError
 
 
 def _ort():
@@ -218,7 +218,7 @@ class Runtime:
 def load_runtime(out_dir: str,
                  cfg: Any = None,
                  threads: Optional[int] = None) -> Runtime:
-    """The runtime of the graphs :func:`.deploy_export.export_model` wrote
+    """The runtime of the graphs :func:`.export.export_model` wrote
     into ``out_dir``.
 
     Args:

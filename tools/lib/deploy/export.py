@@ -14,7 +14,7 @@ What goes into a graph is the model's tensor path, the part with weights:
 Everything data-dependent around the graphs (anchors, top-k, NMS and
 soft-NMS, RoIAlign, class-specific box decoding, clipping to the image,
 mask pasting, sliding windows, resizing) is left to mmdet's / mmseg's own
-code, which :mod:`.deploy_runtime` runs around onnxruntime: the exported
+code, which :mod:`.runtime` runs around onnxruntime: the exported
 model gives their predictions by construction, not a re-implementation.
 
 The TorchScript exporter is used (``dynamo=False``; the default of
@@ -42,7 +42,7 @@ import torch.nn as nn
 #: LayerNormalization (opset 17), which the TorchScript exporter emits for
 #: ``F.layer_norm`` (older opsets spell it out with ReduceMean).
 DEFAULT_OPSET = 17
-#: The manifest :mod:`.deploy_runtime` reads next to the graphs.
+#: The manifest :mod:`.runtime` reads next to the graphs.
 MANIFEST = 'deploy.json'
 #: The model config the runtime builds mmdet's / mmseg's post-processing
 #: from (no weights are read from it).
@@ -432,7 +432,7 @@ def export_model(model: nn.Module,
                  fp16: bool = False) -> ExportResult:
     """Export every graph of ``model`` into ``out_dir``, with the manifest
     (:data:`MANIFEST`) and the model config (:data:`MODEL_CONFIG`) that
-    :func:`.deploy_runtime.load_runtime` reads.
+    :func:`.runtime.load_runtime` reads.
 
     Args:
         model (nn.Module): The detector / segmentor, eval mode, on CPU.

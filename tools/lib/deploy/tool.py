@@ -21,15 +21,15 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from .cfg_options import merge_cfg_options
-from .cfg_walk import config_scope
-from .deploy_compare import (MIN_AGREEMENT, disagreements, max_abs_diffs,
+from ..cfg_options import merge_cfg_options
+from ..cfg_walk import config_scope
+from .compare import (MIN_AGREEMENT, disagreements, max_abs_diffs,
                              sample_agreement)
-from .deploy_export import (DEFAULT_OPSET, DeployError, ExportResult,
+from .export import (DEFAULT_OPSET, DeployError, ExportResult,
                             export_model, graph_specs)
-from .deploy_runtime import Runtime, load_runtime
-from .errors import ConfigPrepareError
-from .weights import CheckpointFileError, build_trained_model
+from .runtime import Runtime, load_runtime
+from ..errors import ConfigPrepareError
+from ..weights import CheckpointFileError, build_trained_model
 
 #: Side of the synthetic image used when no ``--image`` is given (H, W:
 #: not square, so a test pipeline keeping the aspect ratio pads).
@@ -44,7 +44,7 @@ def load_config(path: str,
         DeployError: The file is missing, an option names an unknown key,
             or the scope is neither mmdet nor mmseg.
     """
-    from .cli import missing_config_message
+    from ..cli import missing_config_message
     if not osp.isfile(path):
         raise DeployError(missing_config_message(path))
     cfg = Config.fromfile(path)
@@ -127,7 +127,7 @@ def export_onnx_runtime(cfg: Config,
                         threads: Optional[int] = None
                         ) -> Tuple[Runtime, ExportResult]:
     """Export ``model`` to ONNX in ``out_dir`` and load the graphs into an
-    onnxruntime :class:`~.deploy_runtime.Runtime` (the entry point for a
+    onnxruntime :class:`~.runtime.Runtime` (the entry point for a
     benchmark: ``runtime.test_step(data)`` is the exported model's
     ``model.test_step(data)``).
 
