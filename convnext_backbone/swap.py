@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import inspect
 import logging
+import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -39,6 +40,13 @@ KNOWN_CHANNEL_KEYS = ('in_channels', 'c1_in_channels')
 # Side of the zero image the old backbone is probed with (a multiple of
 # 64, so every stride up to 64 divides it); larger only if that fails.
 PROBE_SIZES = (128, 256)
+# recipe='convnext': the optimizer of the paper's dense runs (AdamW, lr 1e-4
+# for a total batch of 16, weight decay 0.05: the Mask R-CNN-T and UperNet-T
+# configs), with the layer-wise lr decay of decay_rate.
+CONVNEXT_OPTIMIZER = dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                          weight_decay=0.05)
+CONVNEXT_BASE_BATCH = 16
+RECIPES = ('convnext', )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +90,13 @@ class SwapError(ValueError):
     swap_record: Optional[SwapRecord] = None
 
 
-def swap_backbone(cfg: Config,
+def swap_backbone(cfg: Union[Config, str],
                   arch: Union[str, Dict[str, Sequence[int]]] = 'tiny',
                   *,
                   version: Optional[int] = None,
                   pretrained: Optional[str] = None,
                   decay_rate: Optional[float] = 0.7,
+                  recipe: Optional[str] = None,
                   **backbone_kwargs) -> Config:
     """Return a copy of ``cfg`` with ConvNeXt as the backbone.
 
@@ -122,11 +131,16 @@ def swap_backbone(cfg: Config,
     where the scope has a ConvNeXt of its own (mmpretrain); mmseg's
     ``model.pretrained`` and the old backbone's keys and ``init_cfg`` are
     dropped; ``'convnext_backbone'`` joins ``custom_imports``. Every change
-    is logged.
+    is logged. The base config's optimizer is kept (e.g. SGD at lr 0.01 in
+    mmdet's RetinaNet), with a warning naming it, unless ``recipe='convnext'``
+    replaces it by the paper's AdamW.
 
     Args:
-        cfg (Config): A loaded config (``Config.fromfile``) with
-            ``model.backbone``. Not modified.
+        cfg (Config | str): A loaded config (``Config.fromfile``) with
+            ``model.backbone``, not modified; or the path of a config file;
+            or a config of an installed OpenMMLab package
+            (``'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'``, loaded
+            with ``mmengine.hub.get_config``).
         arch (str | dict): A preset of
             :data:`~convnext_backbone.presets.ARCH_SETTINGS` or
             ``dict(depths=[4 ints], dims=[4 ints])``. Defaults to 'tiny'.
@@ -142,6 +156,13 @@ def swap_backbone(cfg: Config,
         decay_rate (float, optional): Layer-wise LR decay rate (the paper:
             0.7-0.95 on COCO, 0.9 on ADE20K). None leaves ``optim_wrapper``
             as it is. Defaults to 0.7.
+        recipe (str, optional): ``'convnext'`` replaces the optimizer by the
+            paper's (``AdamW``, lr 1e-4, betas (0.9, 0.999), weight decay
+            0.05, for a total batch of 16: ``auto_scale_lr.base_batch_size``
+            is set to 16) under the layer-wise decay of ``decay_rate``; the
+            optimizer wrapper's type (AMP or not), clipping and schedule
+            stay. Defaults to None (the base config's optimizer, with a
+            warning naming it).
         **backbone_kwargs: Arguments of :class:`~convnext_backbone.ConvNeXt`
             (``drop_path_rate``, ``layer_scale_init_value``,
             ``frozen_stages``, ``with_cp``, ``channels_last``, ``init_cfg``,
@@ -168,6 +189,14 @@ def swap_backbone(cfg: Config,
         >>> cfg.model.neck.in_channels
         [96, 192, 384, 768]
     """
+    cfg = _load_config(cfg)
+    if recipe is not None and recipe not in RECIPES:
+        raise SwapError(f'unknown recipe {recipe!r}; choose one of: '
+                        f"{', '.join(RECIPES)}, or None (keep the optimizer)")
+    if recipe is not None and decay_rate is None:
+        raise SwapError(f'recipe={recipe!r} sets the layer-wise lr decay; '
+                        'give its decay_rate (the paper: 0.7-0.95 on COCO, '
+                        '0.9 on ADE20K), not None')
     model = cfg.get('model')
     if not isinstance(model, dict) or not isinstance(
             model.get('backbone'), dict):
@@ -181,18 +210,47 @@ def swap_backbone(cfg: Config,
     record = SwapRecord(str(new.model.backbone.get('type')),
                         tuple(old_channels), tuple(old_strides))
     try:
-        _rewrite_config(new, backbone, record, arch, pretrained, decay_rate)
+        _rewrite_config(new, backbone, record, arch, pretrained, decay_rate,
+                        recipe)
     except SwapError as exc:
         exc.swap_record = record
         raise
     return new
 
 
+def _load_config(cfg: Union[Config, str]) -> Config:
+    """``cfg`` itself, or the config a path or ``package::path`` names."""
+    if isinstance(cfg, Config):
+        return cfg
+    if not isinstance(cfg, str):
+        raise SwapError(
+            f'swap_backbone takes a Config, a config file path or a '
+            f"'mmdet::...' / 'mmseg::...' config name, not "
+            f'{type(cfg).__name__}')
+    if '::' in cfg:
+        from mmengine.hub import get_config
+        try:
+            return get_config(cfg)
+        except Exception as exc:
+            raise SwapError(
+                f'cannot load the config {cfg!r}: {type(exc).__name__}: '
+                f'{exc}; the part before :: must be an installed OpenMMLab '
+                "package (mmdet, mmseg, ...) and the rest a config path "
+                'inside its configs/') from exc
+    if not osp.isfile(cfg):
+        raise SwapError(
+            f'no config file at {cfg!r}; give a path that exists, a config '
+            "of an installed package ('mmdet::retinanet/"
+            "retinanet_r50_fpn_1x_coco.py') or a loaded Config")
+    return Config.fromfile(cfg)
+
+
 def _rewrite_config(new: Config, backbone: Dict[str, Any],
                     record: SwapRecord,
                     arch: Union[str, Dict[str, Sequence[int]]],
                     pretrained: Optional[str],
-                    decay_rate: Optional[float]) -> None:
+                    decay_rate: Optional[float],
+                    recipe: Optional[str]) -> None:
     """The rewrite of :func:`swap_backbone` after the probe, in place; sets
     ``new.swap_record`` to ``record`` completed."""
     model = new.model
@@ -227,8 +285,12 @@ def _rewrite_config(new: Config, backbone: Dict[str, Any],
                        'dropped (weights come from the backbone init_cfg)')
     if pretrained is not None:
         _imagenet_preprocessor(new)  # logs its changes as a warning
+    if recipe == 'convnext':
+        changes.extend(_convnext_optimizer(new))
     if decay_rate is not None:
         changes.extend(_layer_decay(new, decay_rate))
+    if recipe is None:
+        _warn_kept_optimizer(new)
     changes.extend(_custom_imports(new))
     print_log('swap_backbone:\n  ' + '\n  '.join(changes), logger='current',
               level=logging.INFO)
@@ -608,6 +670,56 @@ def _layer_decay(cfg: Config, decay_rate: float) -> List[str]:
         f'{before[1]} -> {wrapper["constructor"]!r}, '
         f'{wrapper["paramwise_cfg"]}')
     return changes
+
+
+def _convnext_optimizer(cfg: Config) -> List[str]:
+    """``recipe='convnext'``: the paper's AdamW in ``optim_wrapper``."""
+    wrapper = cfg.get('optim_wrapper')
+    if not isinstance(wrapper, dict):
+        raise SwapError(
+            "recipe='convnext' needs the config's optim_wrapper to replace "
+            'its optimizer, and the config has none')
+    before = wrapper.get('optimizer')
+    wrapper['optimizer'] = dict(CONVNEXT_OPTIMIZER)
+    changes = [f'optim_wrapper.optimizer: {_describe(before)} -> '
+               f"{_describe(wrapper['optimizer'])} (recipe='convnext': the "
+               f'paper\'s, for a total batch of {CONVNEXT_BASE_BATCH})']
+    scale = cfg.get('auto_scale_lr')
+    if isinstance(scale, dict) and \
+            scale.get('base_batch_size') != CONVNEXT_BASE_BATCH:
+        changes.append(f"auto_scale_lr.base_batch_size: "
+                       f"{scale.get('base_batch_size')} -> "
+                       f'{CONVNEXT_BASE_BATCH}')
+        scale['base_batch_size'] = CONVNEXT_BASE_BATCH
+    return changes
+
+
+def _warn_kept_optimizer(cfg: Config) -> None:
+    """Name the base config's optimizer, which ConvNeXt now trains with,
+    and how to get the paper's instead (a WARNING unless it is AdamW)."""
+    wrapper = cfg.get('optim_wrapper')
+    optimizer = wrapper.get('optimizer') if isinstance(wrapper, dict) \
+        else None
+    if not isinstance(optimizer, dict):
+        return
+    adamw = str(optimizer.get('type')).split('.')[-1] == 'AdamW'
+    print_log(
+        f'swap_backbone: the base config\'s optimizer is kept: '
+        f'{_describe(optimizer)}'
+        + ('' if adamw else
+           '; the paper trains ConvNeXt with AdamW (lr 1e-4 for a batch of '
+           '16, weight_decay 0.05) and layer-wise lr decay: pass '
+           "recipe='convnext' to swap_backbone, or set "
+           'optim_wrapper.optimizer yourself'),
+        logger='current', level=logging.INFO if adamw else logging.WARNING)
+
+
+def _describe(optimizer: Any) -> str:
+    """``SGD (lr=0.01, momentum=0.9, weight_decay=0.0001)``."""
+    if not isinstance(optimizer, dict):
+        return repr(optimizer)
+    args = ', '.join(f'{k}={v}' for k, v in optimizer.items() if k != 'type')
+    return f"{optimizer.get('type')} ({args})"
 
 
 def _default_weight_decay(optimizer_type: Any) -> float:

@@ -42,7 +42,8 @@ def final_state(work_dir: str) -> dict:
 def test_killed_and_resumed_run_matches_uninterrupted(toy_coco, cpu_env,
                                                       tmp_path):
     toy_root = toy_coco
-    # On CPU (CUDA hidden): the bit-exact guarantee is a CPU one, see README
+    # On CPU (CUDA hidden): the bit-exact guarantee is a CPU one, see
+    # docs/train_test.md
     env = cpu_env
     full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
     subprocess.run(train_cmd(toy_root, full), check=True, env=env,

@@ -139,9 +139,10 @@ def test_scope_with_its_own_convnext_gets_the_root_name():
 
 
 def test_readme_config_example_is_what_the_swap_makes():
-    """configs/examples/retinanet_convnext_t_fpn_1x_coco.py, the README's
-    config example over mmdet's own RetinaNet, equals swap_backbone's result
-    for that config (but for the _scope_ marks of mmdet:: configs)."""
+    """configs/examples/retinanet_convnext_t_fpn_1x_coco.py, the config
+    example of docs/swap_backbone.md over mmdet's own RetinaNet, equals
+    swap_backbone's result for that config (but for the _scope_ marks of
+    mmdet:: configs)."""
     def plain(value):
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items() if k != '_scope_'}
@@ -172,6 +173,60 @@ def test_kwargs_v2_and_pretrained():
     assert new.optim_wrapper == cfg.optim_wrapper  # decay_rate=None
     assert swap_backbone(cfg, 'T', type='ConvNeXtV2',
                          decay_rate=None).model.backbone.drop_path_rate == 0.4
+
+
+def test_a_path_or_a_package_config_name_is_loaded(tmp_path):
+    """``swap_backbone('configs/x.py')``, the natural first try, and
+    ``'mmdet::...'`` load the config; what cannot be loaded is a SwapError
+    naming it."""
+    cfg = micro_cfg()
+    path = tmp_path / 'micro.py'
+    cfg.dump(str(path))
+    from_path = swap_backbone(str(path), 'atto')
+    from_cfg = swap_backbone(cfg, 'atto')
+    for key in ('model', 'optim_wrapper', 'custom_imports'):
+        assert from_path[key].to_dict() == from_cfg[key].to_dict(), key
+    named = swap_backbone('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+                          'atto', decay_rate=None)
+    assert named.model.neck.in_channels == ATTO
+    with pytest.raises(SwapError, match='no config file at .*missing.py'):
+        swap_backbone(str(tmp_path / 'missing.py'), 'atto')
+    with pytest.raises(SwapError, match="cannot load the config 'mmdet::"):
+        swap_backbone('mmdet::no_such/config.py', 'atto')
+    with pytest.raises(SwapError, match='not dict'):
+        swap_backbone(cfg.to_dict(), 'atto')
+
+
+def test_the_kept_optimizer_is_named_or_the_recipe_replaces_it(logs):
+    """A ConvNeXt put into an SGD model keeps SGD (a warning names it and
+    the switch); ``recipe='convnext'`` gives the paper's AdamW."""
+    cfg = micro_cfg()
+    cfg.optim_wrapper.optimizer = dict(type='SGD', lr=0.01, momentum=0.9,
+                                       weight_decay=0.0001)
+    cfg.auto_scale_lr = dict(enable=False, base_batch_size=8)
+    kept = swap_backbone(cfg, 'atto')
+    assert kept.optim_wrapper.optimizer == cfg.optim_wrapper.optimizer
+    warnings = [m for m in logs.messages(logging.WARNING)
+                if 'optimizer is kept' in m]
+    assert len(warnings) == 1, logs.messages(logging.WARNING)
+    assert 'SGD (lr=0.01, momentum=0.9' in warnings[0]
+    assert "recipe='convnext'" in warnings[0] and 'AdamW' in warnings[0]
+
+    new = swap_backbone(cfg, 'atto', recipe='convnext', decay_rate=0.9)
+    assert new.optim_wrapper.optimizer == dict(
+        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
+    assert new.optim_wrapper.constructor == \
+        'ConvNeXtLayerDecayOptimizerConstructor'
+    assert new.optim_wrapper.paramwise_cfg == dict(decay_rate=0.9,
+                                                   decay_type='layer_wise')
+    assert new.auto_scale_lr == dict(enable=False, base_batch_size=16)
+    assert cfg.optim_wrapper.optimizer.type == 'SGD'  # input not mutated
+    assert len([m for m in logs.messages(logging.WARNING)
+                if 'optimizer is kept' in m]) == 1  # no warning this time
+    with pytest.raises(SwapError, match="unknown recipe 'adamw'"):
+        swap_backbone(cfg, 'atto', recipe='adamw')
+    with pytest.raises(SwapError, match='give its decay_rate'):
+        swap_backbone(cfg, 'atto', recipe='convnext', decay_rate=None)
 
 
 @pytest.mark.parametrize('kwargs, match', [
