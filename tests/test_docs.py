@@ -8,7 +8,8 @@ Fast, no model is built. Checked in README.md, CHANGELOG.md and docs/*.md:
   ``make <target>`` in a command or code span is a target of the Makefile;
 - no test counts in prose (``512 passed``): ``make test`` prints them;
 - the versions of the stack table in docs/stacks.md are the pinned ones
-  (requirements/*.txt, tools/install.sh);
+  (requirements/*.txt, tools/install.sh), and so is every full version of
+  a pinned package stated anywhere (``torch 2.13.0``);
 - the version of ``convnext_backbone/version.py`` (its one place) is the
   newest released section of CHANGELOG.md, CITATION.cff's and setup.py's;
   an ``## [Unreleased]`` section sits above it;
@@ -217,6 +218,30 @@ def test_stack_table_versions_are_the_pinned_ones():
                 wrong.append(f'{stack}: {name} {value} (pinned: '
                              f'{pinned.get(name.lower(), "not pinned")})')
     assert not wrong, 'docs/stacks.md:\n  ' + '\n  '.join(wrong)
+
+
+# Versions of a pinned package that the docs state on purpose although no
+# profile installs them: the environment of the H100 measurement
+# (docs/benchmarks.md, docs/stacks.md).
+MEASURED_ELSEWHERE = {('torch', '2.11.0'), ('numpy', '2.5.2'),
+                      ('timm', '1.0.29')}
+
+
+@pytest.mark.parametrize('page', PAGES)
+def test_stated_versions_of_pinned_packages_are_pinned(page):
+    """``torch 2.13.0`` in prose goes stale when the pin moves: every
+    full version of a pinned package a page states is one of its pins."""
+    pinned: Dict[str, Set[str]] = {}
+    for stack in ('upstream', 'onedl'):
+        for name, value in pins(stack).items():
+            pinned.setdefault(name, set()).add(value)
+    stale = sorted({
+        f'{name} {value}' for name, value in re.findall(
+            r'\b([A-Za-z][\w-]*) (\d+\.\d+\.\d+)\b', read(page))
+        if name.lower() in pinned and value not in pinned[name.lower()]
+        and (name.lower(), value) not in MEASURED_ELSEWHERE})
+    assert not stale, (f'{page} states versions no profile pins: {stale} '
+                       '(requirements/*.txt, tools/install.sh)')
 
 
 def package_version() -> str:
