@@ -98,6 +98,13 @@ def test_wheel_carries_the_configs(wheel):
                     if n.startswith('convnext_backbone/.mim/configs/'))
     assert packed == configs
     assert 'convnext_backbone/.mim/model-index.yml' in names
+    # The wheel's version is version.py's (which CHANGELOG.md and
+    # CITATION.cff agree with: tests/test_docs.py).
+    scope: dict = {}
+    with open(osp.join(REPO, 'convnext_backbone', 'version.py')) as f:
+        exec(f.read(), scope)
+    assert osp.basename(wheel).startswith(
+        f"convnext_backbone-{scope['__version__']}-"), wheel
     # The licence text travels in the wheel's metadata.
     assert any(n.endswith('.dist-info/licenses/LICENSE')
                or n.endswith('.dist-info/LICENSE') for n in names), names
