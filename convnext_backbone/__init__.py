@@ -33,7 +33,8 @@ compat.apply()
 from .blocks import ConvNeXtBlock, ConvNeXtV2Block  # noqa: E402
 from .checkpoint import (CheckpointError, convert_to_convnext,  # noqa: E402
                          load_convnext_checkpoint)
-from .convnext import ConvNeXt, ConvNeXtV2  # noqa: E402
+from .convnext import (ConvNeXt, ConvNeXtV2,  # noqa: E402
+                       convert_model_state_dict)
 from .grn import GRN  # noqa: E402
 from .hooks import RandomStateHook  # noqa: E402
 from .inference import FastInferenceHook, optimize_for_inference  # noqa: E402
@@ -53,7 +54,8 @@ __all__ = [
     'ARCH_SETTINGS', 'CheckpointError', 'ConvNeXt', 'ConvNeXtBlock',
     'ConvNeXtLayerDecayOptimizerConstructor', 'ConvNeXtV2', 'ConvNeXtV2Block',
     'FastInferenceHook', 'GRN', 'LayerNorm2d', 'RandomStateHook', 'SwapError',
-    'SwapRecord', 'convert_to_convnext', 'get_layer_id_for_convnext',
+    'SwapRecord', 'convert_model_state_dict', 'convert_to_convnext',
+    'get_layer_id_for_convnext',
     'load_convnext_checkpoint', 'optimize_for_inference', 'out_channels',
     'resolve_arch', 'swap_backbone', '__version__'
 ]

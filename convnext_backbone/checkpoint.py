@@ -37,7 +37,8 @@ import math
 import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import (Dict, List, Mapping, MutableMapping, Optional, Protocol,
+                    Sequence, Tuple, Union)
 
 import torch
 
@@ -75,8 +76,21 @@ _MMPRETRAIN_RULES = (
 # Sparse FCMAE encoder: MinkowskiLayerNorm keeps its LayerNorm as ``ln``,
 # MinkowskiLinear its Linear as ``linear`` (official models/utils.py).
 _FCMAE_RULES = ((r'\.(ln|linear)\.', '.'), )
-# Fraction of the backbone's pretrained-able tensors that must load.
-MIN_MATCH_FRACTION = 0.5
+# Key patterns that tell a layout apart (names relative to the backbone).
+_LAYOUT_SIGNS = (
+    ('timm', re.compile(r'^(stem\.|stages\.\d+\.(blocks|downsample)\.)')),
+    ('mmpretrain', re.compile(r'\.(depthwise_conv|pointwise_conv[12])\.')),
+    ('fcmae', re.compile(r'(\.kernel$|\.(ln|linear)\.)')),
+)
+#: What :func:`detect_layout` answers, with the names that tell it.
+LAYOUTS = {
+    'convnext_backbone': 'this package\'s and the official repositories\' '
+                         'names (dwconv, pwconv1/2, gamma, grn)',
+    'mmpretrain': 'mmpretrain / mmdet / mmseg zoo (depthwise_conv, '
+                  'pointwise_conv1/2)',
+    'timm': 'timm (stem, stages.i.blocks, conv_dw, mlp.fc1/fc2)',
+    'fcmae': 'ConvNeXt V2 FCMAE sparse encoder (kernel, ln, linear)',
+}
 
 
 class CheckpointError(ValueError):
@@ -159,22 +173,142 @@ def _convert(state_dict: Mapping[str, torch.Tensor],
         dropped = [k for k in sd if not k.startswith(prefix)]
         sd = OrderedDict((k[len(prefix):], v) for k, v in sd.items()
                          if k.startswith(prefix))
-    is_timm = any(k.startswith('stem.') for k in sd)
-    rules = _TIMM_RULES if is_timm else _MMPRETRAIN_RULES + _FCMAE_RULES
+    rules = _rules(detect_layout(sd))
     out = OrderedDict()
     for name, value in sd.items():
-        key = name
-        for pattern, repl in rules:
-            key = re.sub(pattern, repl, key)
-        if key.endswith('.kernel'):
-            key, value = key[:-len('kernel')] + 'weight', _dense_kernel(value)
+        key, value = _rename(name, value, rules)
         if (key.startswith(('head.', 'norm.')) or key == 'norm'
                 or (is_classifier and re.match(r'^norm\d\.', key))
                 or not _CONVNEXT_KEY.match(key)):
             dropped.append(name)  # classification head / norm, or foreign
             continue
-        out[key] = _dense_shape(key, value)
+        out[key] = value
     return out, dropped
+
+
+def detect_layout(keys) -> str:
+    """The layout of a ConvNeXt state dict's names (relative to the
+    backbone): a key of :data:`LAYOUTS`.
+
+    Args:
+        keys (Iterable[str]): The names, e.g. ``'stages.0.0.dwconv.weight'``.
+    """
+    keys = list(keys)
+    for layout, sign in _LAYOUT_SIGNS:
+        if any(sign.search(k) for k in keys):
+            return layout
+    return 'convnext_backbone'
+
+
+def _rules(layout: str) -> tuple:
+    """The renaming rules of a layout."""
+    if layout == 'timm':
+        return _TIMM_RULES
+    return _MMPRETRAIN_RULES + _FCMAE_RULES
+
+
+def _rename(name: str, value: torch.Tensor,
+            rules: tuple) -> Tuple[str, torch.Tensor]:
+    """One tensor under our name and in our shape."""
+    key = name
+    for pattern, repl in rules:
+        key = re.sub(pattern, repl, key)
+    if key.endswith('.kernel'):
+        key, value = key[:-len('kernel')] + 'weight', _dense_kernel(value)
+    if _CONVNEXT_KEY.match(key):
+        value = _dense_shape(key, value)
+    return key, value
+
+
+def rename_backbone_keys(state_dict: Mapping[str, torch.Tensor],
+                         prefix: str = 'backbone.'
+                         ) -> Tuple[Dict[str, torch.Tensor], str, int]:
+    """A whole model's state dict with the backbone's keys (under
+    ``prefix``) renamed and reshaped from any layout to this package's.
+
+    Pure: the input is not modified; keys outside the prefix and keys that
+    are not ConvNeXt's keep their names and tensors.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): A detector / segmentor /
+            classifier state dict (or a backbone's, with ``prefix=''``).
+        prefix (str): Where the backbone's keys are. Defaults to
+            'backbone.'.
+
+    Returns:
+        tuple[dict, str, int]: The new state dict (same key order), the
+        layout found under the prefix (:data:`LAYOUTS`) and how many tensors
+        were renamed or reshaped.
+    """
+    layout = detect_layout(k[len(prefix):] for k in state_dict
+                           if k.startswith(prefix))
+    rules = _rules(layout)
+    out = OrderedDict()
+    changed = 0
+    for name, value in state_dict.items():
+        if not name.startswith(prefix):
+            out[name] = value
+            continue
+        key, new = _rename(name[len(prefix):], value, rules)
+        changed += key != name[len(prefix):] or new is not value
+        out[prefix + key] = new
+    return out, layout, changed
+
+
+def adapt_backbone_keys(state_dict: MutableMapping[str, torch.Tensor],
+                        prefix: str, own_keys: Sequence[str], version: int,
+                        owner: str) -> Tuple[str, int]:
+    """Rename, in place, the keys of ``state_dict`` under ``prefix`` from
+    any layout to this package's, and check that they fill the backbone.
+
+    What a ConvNeXt backbone does when a whole model's state dict is loaded
+    into a model holding it (``load_from``, ``resume``, ``init_detector``,
+    ``load_state_dict``): the loader need not know the layout. Keys that are
+    not ConvNeXt's keep their names, so a strict load still reports them.
+
+    Args:
+        state_dict (MutableMapping): The state dict being loaded; changed in
+            place.
+        prefix (str): Where the backbone sits, e.g. ``'backbone.'``.
+        own_keys (Sequence[str]): The backbone's state-dict keys, relative.
+        version (int): The backbone's ConvNeXt version (1 or 2).
+        owner (str): The backbone's description, for the messages.
+
+    Returns:
+        tuple[str, int]: The layout found (:data:`LAYOUTS`) and how many
+        keys were renamed or reshaped.
+
+    Raises:
+        CheckpointError: The keys under the prefix are of the other ConvNeXt
+            version, or fill only part of the trunk (some of it would stay
+            random); the first missing key is named.
+    """
+    names = [k for k in state_dict if k.startswith(prefix)]
+    if not names:
+        return 'convnext_backbone', 0
+    renamed, layout, changed = rename_backbone_keys(
+        {k: state_dict.pop(k) for k in names}, prefix)
+    state_dict.update(renamed)
+    relative = [k[len(prefix):] for k in renamed]
+    found = checkpoint_version(relative)
+    where = f" under '{prefix}'" if prefix else ''
+    if found is not None and found != version:
+        what = {1: 'layer-scale gamma, no GRN', 2: 'GRN, no layer-scale gamma'}
+        raise CheckpointError(
+            f'the weights{where} are ConvNeXt V{found} ({what[found]}); '
+            f'they cannot be loaded into {owner}, a ConvNeXt V{version} '
+            f"backbone: use type='{VERSION_CLASSES[found]}' for this "
+            'checkpoint, or a checkpoint of this model')
+    trunk = [k for k in own_keys if not re.match(r'^norm\d\.', k)]
+    missing = [k for k in trunk if prefix + k not in state_dict]
+    if len(missing) < len(trunk) and missing:
+        raise CheckpointError(
+            f'the checkpoint{where} fills only {len(trunk) - len(missing)} '
+            f'of the {len(trunk)} trunk tensors of {owner} ({layout} layout); '
+            f"'{prefix}{missing[0]}' and {len(missing) - 1} more would stay "
+            'random. Use the config (arch, out_indices, V1/V2) the '
+            'checkpoint was trained with')
+    return layout, changed
 
 
 def _dense_kernel(kernel: torch.Tensor) -> torch.Tensor:
@@ -202,8 +336,7 @@ def _dense_shape(key: str, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def checkpoint_version(converted: Mapping[str, torch.Tensor]
-                       ) -> Optional[int]:
+def checkpoint_version(converted) -> Optional[int]:
     """The ConvNeXt version a converted state dict is of: 2 if its blocks
     have GRN, 1 if they have a layer-scale ``gamma``, None if neither (e.g.
     only the stem, or V1 trained without layer scale)."""
@@ -325,10 +458,11 @@ def load_convnext_checkpoint(
     unexpected = [k for k in converted if k not in own]
     missing = [k for k in own if k not in converted]
     # The output norms are new for dense tasks; every other tensor of the
-    # trunk is expected from an ImageNet file.
+    # trunk is expected from an ImageNet file (a tensor left out would stay
+    # random).
     trunk = [k for k in own if not re.match(r'^norm\d\.', k)]
     trunk_loaded = sum(k in converted for k in trunk)
-    if trunk_loaded < MIN_MATCH_FRACTION * len(trunk):
+    if trunk_loaded < len(trunk):
         raise CheckpointError(
             f"checkpoint '{filename}' matches only {trunk_loaded} of "
             f'{len(trunk)} trunk tensors of {name}(arch={model.arch!r}) '

@@ -9,19 +9,21 @@ learning-rate decay (written against these names) applies unchanged. Other
 layouts are converted by :mod:`convnext_backbone.checkpoint`.
 """
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Dict, List, Mapping, MutableMapping, Optional, Sequence,
+                    Tuple, Union)
 
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
-from mmengine.logging import MMLogger
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from .blocks import ConvNeXtBlock, ConvNeXtV2Block
-from .checkpoint import load_convnext_checkpoint
+from .checkpoint import LAYOUTS, adapt_backbone_keys, load_convnext_checkpoint
 from .layer_decay import get_layer_id_for_convnext, infer_num_layers
 from .layernorm import LayerNorm2d
+from .mmpretrain_args import check_mmpretrain_args
 from .presets import (NUM_STAGES, STRIDES, normalize_out_indices,
                       out_channels, resolve_arch)
 
@@ -50,12 +52,14 @@ class ConvNeXt(BaseModule):
         layer_scale_init_value (float, optional): Initial ``gamma`` (dense
             configs of the paper use 1.0; a pretrained ``gamma`` replaces
             it); 0 or less: no layer scale. Defaults to None (1e-6).
-        frozen_stages (int): ``-1`` freezes nothing; ``k`` in 0..3 freezes
-            the stem and the downsampling layers ``0..k`` and stages ``0..k``
-            (``0``: stem + stage 0; ``3``: the whole trunk). Frozen parts are
-            kept in eval mode (no drop path) and get no gradient. The output
-            norms ``norm{i}`` are not frozen: they are new for dense tasks.
-            Defaults to -1.
+        frozen_stages (int): The number of stages frozen, counted as
+            mmpretrain's ConvNeXt counts them: ``0`` (or ``-1``) freezes
+            nothing, ``k`` in 1..4 the first ``k`` stages with their
+            downsampling layers (``1``: stem + stage 0; ``4``: the whole
+            trunk). Frozen parts are kept in eval mode (no drop path) and get
+            no gradient. The output norms ``norm{i}`` are not frozen: they are
+            new for dense tasks. Until version 0.4 ``k`` froze ``k + 1``
+            stages (CHANGELOG.md). Defaults to -1.
         with_cp (bool): Gradient checkpointing of each block (non-reentrant)
             to save memory at the cost of a second forward. Defaults to False.
         channels_last (bool): Keep the activations in channels-last (NHWC)
@@ -84,6 +88,22 @@ class ConvNeXt(BaseModule):
             checkpoint=pretrained)`` with a warning. mmseg's
             ``EncoderDecoder`` passes its ``model.pretrained`` here.
             Defaults to None.
+        use_grn (bool): mmpretrain's spelling of ConvNeXt V2: with
+            ``layer_scale_init_value=0.`` the blocks are V2 blocks (GRN, no
+            layer scale) for any preset, as mmpretrain builds them.
+            Defaults to False (``ConvNeXtV2``: True).
+        stem_patch_size, norm_cfg, act_cfg, linear_pw_conv,
+        gap_before_final_norm: mmpretrain's ConvNeXt arguments, accepted at
+            the values that build this backbone (4, LN2d eps 1e-6, GELU,
+            either, False) so that mmdet's and mmseg's configs work with
+            only their ``type`` changed; other values are refused with the
+            reason (:mod:`convnext_backbone.mmpretrain_args`).
+
+    Checkpoints of every supported layout (this package's, the official
+    ones, mmpretrain's with ``depthwise_conv`` / ``pointwise_conv``, timm's)
+    are converted when they are loaded into a model holding this backbone,
+    by whichever loader (``load_from``, ``resume``, ``init_detector``,
+    ``load_state_dict``): see :meth:`_load_from_state_dict`.
     """
 
     # The ConvNeXt generation: which presets exist (presets.VERSION_PRESETS)
@@ -101,8 +121,23 @@ class ConvNeXt(BaseModule):
                  channels_last: bool = True,
                  fused_inference: bool = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
-                 pretrained: Optional[str] = None) -> None:
+                 pretrained: Optional[str] = None,
+                 use_grn: Optional[bool] = None,
+                 stem_patch_size: int = 4,
+                 norm_cfg: Optional[dict] = None,
+                 act_cfg: Optional[dict] = None,
+                 linear_pw_conv: bool = True,
+                 gap_before_final_norm: bool = False) -> None:
         name = type(self).__name__
+        check_mmpretrain_args(
+            name, stem_patch_size=stem_patch_size, norm_cfg=norm_cfg,
+            act_cfg=act_cfg, linear_pw_conv=linear_pw_conv,
+            gap_before_final_norm=gap_before_final_norm)
+        if pretrained is not None and not isinstance(pretrained, str):
+            raise TypeError(
+                f'{name}: pretrained={pretrained!r} must be a checkpoint path '
+                "or URL (str); better, init_cfg=dict(type='Pretrained', "
+                'checkpoint=...)')
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError(
@@ -115,7 +150,11 @@ class ConvNeXt(BaseModule):
                 DeprecationWarning)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
-        settings = resolve_arch(arch, version=self.version)
+        self.version = self._blocks_version(use_grn, layer_scale_init_value)
+        # A preset of the class's version; mmpretrain's use_grn=True builds
+        # GRN blocks for any preset of the table, and so do we.
+        settings = resolve_arch(arch, version=None if self.version !=
+                                type(self).version else self.version)
         self.arch = arch
         self.depths: Tuple[int, ...] = settings['depths']
         self.dims: Tuple[int, ...] = settings['dims']
@@ -126,11 +165,13 @@ class ConvNeXt(BaseModule):
                 f'drop_path_rate={drop_path_rate!r} is outside [0, 1); the '
                 'paper uses 0.1-0.8 (e.g. 0.4 for ConvNeXt-T on COCO)')
         if (not isinstance(frozen_stages, int)
-                or not -1 <= frozen_stages < NUM_STAGES):
+                or isinstance(frozen_stages, bool)
+                or not -1 <= frozen_stages <= NUM_STAGES):
             raise ValueError(
-                f'frozen_stages={frozen_stages!r} is out of range; use -1 '
-                f'(nothing frozen) or 0..{NUM_STAGES - 1} (stem and stages '
-                'up to that index frozen)')
+                f'frozen_stages={frozen_stages!r} is out of range; use 0 (or '
+                f'-1: nothing frozen) or 1..{NUM_STAGES} (that many stages '
+                'frozen, with the stem and their downsampling layers, as '
+                "mmpretrain's ConvNeXt counts)")
         if not isinstance(in_channels, int) or in_channels <= 0:
             raise ValueError(
                 f'in_channels={in_channels!r} must be a positive int')
@@ -198,45 +239,101 @@ class ConvNeXt(BaseModule):
 
     def get_layer_depth(self,
                         param_name: str,
-                        decay_type: str = 'layer_wise') -> Tuple[int, int]:
+                        prefix: str = '',
+                        decay_type: Optional[str] = None) -> Tuple[int, int]:
         """Layer id of a parameter and the number of ids, for lr decay.
 
-        What :class:`~convnext_backbone.ConvNeXtLayerDecayOptimizerConstructor`
-        asks a backbone, in the form of mmpretrain's ``get_layer_depth``: the
-        backbone knows its own ``L`` (``infer_num_layers(depths)``), so the
-        constructor needs no knowledge of ConvNeXt.
+        Two callers, one answer each:
+
+        - :class:`~convnext_backbone.ConvNeXtLayerDecayOptimizerConstructor`
+          passes ``decay_type``: the paper's rule with this backbone's own
+          ``L`` (``infer_num_layers(depths)``: 5 for atto..pico, 6 for T and
+          nano, 12 for S/B/L/XL), so the constructor needs no knowledge of
+          ConvNeXt.
+        - mmpretrain's models (``ImageClassifier.get_layer_depth`` calls
+          ``backbone.get_layer_depth(name, 'backbone.')`` for its
+          ``LearningRateDecayOptimWrapperConstructor``) pass a prefix and no
+          ``decay_type``: the answer is mmpretrain's ConvNeXt's, whose ``L``
+          is 12 when stage 2 has more than 9 blocks and 6 otherwise (6, not
+          5, for atto..pico).
 
         Args:
-            param_name (str): Name relative to this module
-                (e.g. ``'stages.2.4.dwconv.weight'``).
-            decay_type (str): ``'layer_wise'`` or ``'stage_wise'``.
-                Defaults to 'layer_wise' (mmpretrain's rule for ConvNeXt).
+            param_name (str): Name of the parameter, under ``prefix``
+                (e.g. ``'backbone.stages.2.4.dwconv.weight'``); a name
+                outside the prefix (a head) gets the top id.
+            prefix (str): Where the backbone sits in the model. Defaults to
+                ''.
+            decay_type (str, optional): ``'layer_wise'`` or ``'stage_wise'``.
+                Defaults to None (mmpretrain's layer-wise rule and ``L``).
 
         Returns:
             tuple[int, int]: ``(layer_id, L + 2)``: ids run from 0 to
             ``L + 1`` (the top id, also that of parameters outside the
             backbone) and the lr scale is ``decay_rate ** (L + 2 - id - 1)``.
         """
-        num_layers = infer_num_layers(self.depths)
-        return (get_layer_id_for_convnext(param_name, num_layers, decay_type),
+        if decay_type is None:
+            num_layers = 12 if self.depths[2] > 9 else 6
+            decay_type = 'layer_wise'
+        else:
+            num_layers = infer_num_layers(self.depths)
+        if not param_name.startswith(prefix):
+            return num_layers + 1, num_layers + 2
+        return (get_layer_id_for_convnext(param_name[len(prefix):],
+                                          num_layers, decay_type),
                 num_layers + 2)
 
     # ------------------------------------------------------------- internals
+    def _blocks_version(self, use_grn: Optional[bool],
+                 layer_scale: Optional[float]) -> int:
+        """The ConvNeXt version the blocks are of: the class's, or 2 for
+        mmpretrain's ``use_grn=True, layer_scale_init_value=0.``."""
+        if not use_grn:
+            return type(self).version
+        if layer_scale is None or layer_scale > 0:
+            raise ValueError(
+                f'{type(self).__name__}: use_grn=True with a layer scale '
+                f'(layer_scale_init_value={layer_scale!r}) puts GRN and '
+                'gamma into the same block, neither ConvNeXt V1 nor V2; for '
+                'V2 write use_grn=True, layer_scale_init_value=0. (as '
+                "mmpretrain's docs say), or type='ConvNeXtV2'")
+        return 2
+
     def _layer_scale(self, value: Optional[float]) -> Optional[float]:
         """The checked ``layer_scale_init_value`` (V2 has none)."""
+        if self.version == 2:
+            return None
         return 1e-6 if value is None else float(value)
 
     def _block(self, dim: int, drop_path: float) -> nn.Module:
         """One block of a stage of width ``dim``."""
+        if self.version == 2:
+            return ConvNeXtV2Block(dim, drop_path, self.fused_inference)
         return ConvNeXtBlock(dim, drop_path, self.layer_scale_init_value,
                              self.fused_inference)
 
     def _freeze_stages(self) -> None:
-        for i in range(min(self.frozen_stages + 1, len(self.stages))):
+        for i in range(min(max(self.frozen_stages, 0), len(self.stages))):
             for module in (self.downsample_layers[i], self.stages[i]):
                 module.eval()
                 for param in module.parameters():
                     param.requires_grad = False
+
+    def _load_from_state_dict(self, state_dict: MutableMapping, prefix: str,
+                              *args, **kwargs) -> None:
+        """Convert the keys of this backbone to its own layout before torch
+        loads them (any loader: ``load_state_dict``, mmengine's
+        ``load_checkpoint`` behind ``load_from`` / ``resume`` /
+        ``init_detector`` / ``init_model``, whole-model ``Pretrained``).
+
+        torch calls this before it hands the keys to the submodules, so the
+        renamed keys are the ones they read. Logs one line when it renamed
+        anything; raises :class:`~convnext_backbone.CheckpointError` when the
+        keys of the other ConvNeXt version, or only part of the trunk, are
+        under this backbone's prefix (see
+        :func:`~convnext_backbone.checkpoint.adapt_backbone_keys`).
+        """
+        adapt_state_dict(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True) -> 'ConvNeXt':
         super().train(mode)
@@ -316,8 +413,11 @@ class ConvNeXtV2(ConvNeXt):
     - ``arch``: a V2 preset, ``atto``, ``femto``, ``pico``, ``nano``,
       ``tiny``/``T``, ``base``/``B``, ``large``/``L``, ``huge``/``H``
       (V2 has no small or xlarge), or ``dict(depths, dims)``.
-    - ``layer_scale_init_value``: V2 has no layer scale; any value but
-      None is an error (a config inheriting a V1 one sets it to None).
+    - ``layer_scale_init_value``: V2 has no layer scale; None or 0 (the
+      mmpretrain spelling), any value above 0 is an error (a config
+      inheriting a V1 one sets it to None).
+    - ``use_grn``: True (mmpretrain's V2 spelling) or left out; False is an
+      error.
     - ``init_cfg`` Pretrained: any V2 layout of
       :func:`~convnext_backbone.checkpoint.convert_to_convnext` (official
       fine-tuned and FCMAE pre-trained files, timm, mmpretrain, dense); a V1
@@ -326,14 +426,68 @@ class ConvNeXtV2(ConvNeXt):
 
     version = 2
 
-    def _layer_scale(self, value: Optional[float]) -> Optional[float]:
-        if value is not None:
+    def _blocks_version(self, use_grn: Optional[bool],
+                 layer_scale: Optional[float]) -> int:
+        if use_grn is False:
+            raise ValueError(
+                'ConvNeXtV2 with use_grn=False would be a ConvNeXt V1 (no '
+                "GRN); use type='ConvNeXt' for V1, or remove use_grn")
+        if layer_scale is not None and layer_scale > 0:
             raise ValueError(
                 f'ConvNeXtV2 has no layer scale (layer_scale_init_value='
-                f'{value!r}): V2 drops it, GRN makes it redundant (paper, '
-                'Section 4). Leave layer_scale_init_value out, or set it to '
-                'None in a config that inherits a V1 backbone')
-        return None
+                f'{layer_scale!r}): V2 drops it, GRN makes it redundant '
+                '(paper, Section 4). Leave layer_scale_init_value out, or set '
+                'it to None (or 0., as mmpretrain writes V2) in a config that '
+                'inherits a V1 backbone')
+        return 2
 
-    def _block(self, dim: int, drop_path: float) -> nn.Module:
-        return ConvNeXtV2Block(dim, drop_path, self.fused_inference)
+
+def adapt_state_dict(backbone: ConvNeXt, state_dict: MutableMapping,
+                     prefix: str = '') -> str:
+    """Put the keys of ``backbone`` (under ``prefix``) of a state dict into
+    the backbone's layout, in place; log once what was converted.
+
+    Args:
+        backbone (ConvNeXt): The backbone the keys are for.
+        state_dict (MutableMapping): Changed in place.
+        prefix (str): Where the backbone sits in the model. Defaults to ''.
+
+    Returns:
+        str: The layout the keys were in (a key of
+        :data:`~convnext_backbone.checkpoint.LAYOUTS`).
+    """
+    owner = f'{type(backbone).__name__}(arch={backbone.arch!r})'
+    layout, changed = adapt_backbone_keys(
+        state_dict, prefix, list(backbone.state_dict()), backbone.version,
+        owner)
+    if changed:
+        print_log(
+            f"{owner}{f' at {prefix[:-1]!r}' if prefix else ''}: converted "
+            f'{changed} checkpoint tensors from the {layout} layout '
+            f'({LAYOUTS[layout]})', logger='current')
+    return layout
+
+
+def convert_model_state_dict(model: nn.Module,
+                             state_dict: Mapping[str, torch.Tensor]
+                             ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """A whole model's state dict with the keys of every ConvNeXt backbone
+    in it converted to this package's layout: what loading it into
+    ``model`` will load, for checks that compare keys before loading.
+
+    Args:
+        model (nn.Module): A detector, segmentor, classifier, or a backbone.
+        state_dict (Mapping[str, Tensor]): Not changed.
+
+    Returns:
+        tuple[dict, list[str]]: The converted copy, and the layout found
+        under each backbone (``'convnext_backbone'`` where nothing changed).
+
+    Raises:
+        CheckpointError: As :func:`adapt_state_dict`.
+    """
+    converted = dict(state_dict)
+    layouts = [adapt_state_dict(module, converted, f'{name}.' if name else '')
+               for name, module in model.named_modules()
+               if isinstance(module, ConvNeXt)]
+    return converted, layouts

@@ -80,7 +80,9 @@ def resolve_arch(arch: Union[str, Dict[str, Sequence[int]]],
 
     Args:
         arch (str | dict): A key of :data:`ARCH_SETTINGS` (or an alias such
-            as ``'T'``), or ``dict(depths=[...4 ints], dims=[...4 ints])``.
+            as ``'T'``), or ``dict(depths=[...4 ints], dims=[...4 ints])``
+            (``channels`` instead of ``dims``, as mmpretrain's ConvNeXt
+            writes it, is accepted).
         version (int, optional): 1 or 2: the preset must be one that
             version defines (:data:`VERSION_PRESETS`). Defaults to None: any
             preset of the table (the dims of a name do not depend on the
@@ -111,12 +113,20 @@ def resolve_arch(arch: Union[str, Dict[str, Sequence[int]]],
         raise TypeError(
             f'arch must be a preset name or dict(depths=..., dims=...), '
             f'got {type(arch).__name__}: {arch!r}')
+    if 'channels' in arch:  # mmpretrain's ConvNeXt spells dims 'channels'
+        if 'dims' in arch:
+            raise ValueError(
+                f'custom arch {arch!r} gives both dims and channels (the '
+                "same thing: mmpretrain's name for dims); keep one")
+        arch = {('dims' if k == 'channels' else k): v
+                for k, v in arch.items()}
     unknown = set(arch) - {'depths', 'dims'}
     missing = {'depths', 'dims'} - set(arch)
     if unknown or missing:
         raise ValueError(
             f'custom arch {arch!r} must have exactly the keys depths and '
-            f'dims (missing: {sorted(missing)}, unknown: {sorted(unknown)})')
+            f"dims (or mmpretrain's channels) (missing: {sorted(missing)}, "
+            f'unknown: {sorted(unknown)})')
     settings = {}
     for key in ('depths', 'dims'):
         value = arch[key]

@@ -353,7 +353,7 @@ def assert_training_matches_reference(model, ref, x_shape, frozen_stages=-1):
     ours = dict(model.named_parameters())
     for name, param in ref.named_parameters():  # freeze the same tensors
         param.requires_grad = ours[name].requires_grad
-    for i in range(frozen_stages + 1):  # the reference has no freezing
+    for i in range(max(frozen_stages, 0)):  # the reference has no freezing
         ref.stages[i].eval(), ref.downsample_layers[i].eval()
     model.train()
     x = torch.randn(*x_shape, requires_grad=True)

@@ -157,12 +157,12 @@ def test_channels_last_same_outputs():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('frozen_stages', [0, 2])
+@pytest.mark.parametrize('frozen_stages', [1, 3])
 def test_frozen_stages_unchanged_after_step(frozen_stages):
     model = randomize_(
         ConvNeXt(MICRO, frozen_stages=frozen_stages, drop_path_rate=0.3))
     model.train()
-    frozen = [m for i in range(frozen_stages + 1)
+    frozen = [m for i in range(frozen_stages)
               for m in (model.downsample_layers[i], model.stages[i])]
     assert all(not m.training for m in frozen)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -173,7 +173,7 @@ def test_frozen_stages_unchanged_after_step(frozen_stages):
     for name, p in model.named_parameters():
         parts = name.split('.')
         is_frozen = parts[0] in ('downsample_layers', 'stages') and \
-            int(parts[1]) <= frozen_stages
+            int(parts[1]) < frozen_stages
         assert p.requires_grad != is_frozen, name
         changed = not torch.equal(before[name], p)
         assert changed != is_frozen, name
@@ -223,7 +223,8 @@ def test_preset_of_the_other_version_is_an_error(cls, arch, valid):
     (dict(out_indices=(0, 4)), 'out_indices entry 4'),
     (dict(out_indices=(-5, )), 'out_indices entry -5'),
     (dict(out_indices=(1, -3)), 'names a stage twice'),
-    (dict(frozen_stages=4), 'frozen_stages=4'),
+    (dict(frozen_stages=5), 'frozen_stages=5'),
+    (dict(frozen_stages=-2), 'frozen_stages=-2'),
     (dict(drop_path_rate=1.0), 'drop_path_rate=1.0'),
     (dict(drop_path_rate=-0.1), 'drop_path_rate=-0.1'),
 ])
@@ -242,7 +243,7 @@ def test_built_from_config_under_each_scope(scope, version):
     backbone_cls = VERSIONS[version][0]
     name = backbone_cls.__name__
     cfg = Config(dict(custom_imports=dict(imports=['convnext_backbone']),
-                      backbone=dict(type=name, arch=MICRO, frozen_stages=0,
+                      backbone=dict(type=name, arch=MICRO, frozen_stages=1,
                                     with_cp=True)))
     init_default_scope(scope)
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS

@@ -52,7 +52,7 @@ def test_inference_equals_reference(version, layer_scale, channels_last,
 @pytest.mark.parametrize(
     'channels_last,with_cp,drop_path_rate,frozen_stages',
     list(itertools.product((True, False), (False, True), (0.0, 0.3),
-                           (-1, 1))))
+                           (-1, 2))))
 def test_training_outputs_and_gradients_equal_reference(
         version, channels_last, with_cp, drop_path_rate, frozen_stages):
     model, ref = twins(version, channels_last=channels_last,
@@ -69,7 +69,7 @@ def test_training_outputs_and_gradients_equal_reference(
 def test_frozen_stages_take_the_inference_path_while_training():
     """Blocks autograd does not record (frozen, input without grad) run the
     fused path even in a training step, and the result still matches."""
-    model, ref = twins(frozen_stages=1, fused_inference=True)
+    model, ref = twins(frozen_stages=2, fused_inference=True)
     model.train()
     calls = []
     for stage in model.stages:

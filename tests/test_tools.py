@@ -135,6 +135,52 @@ def test_test_tool(trained, tiny_det_config, toy_coco, tmp_path):
         assert len(pickle.load(f)) == 2  # one result per val image
 
 
+def test_test_tool_takes_a_zoo_layout_and_refuses_a_partial_one(
+        trained, tiny_det_config, toy_coco, tmp_path):
+    """The trained checkpoint re-saved as mmdet's / mmseg's zoo files are
+    (mmpretrain's backbone names, torch's legacy format) gives the metrics
+    of the run's own validation; with a stage of the backbone left out it
+    stops before evaluating, naming a missing key."""
+    assert trained['proc'].returncode == 0
+    names = {'.dwconv.': '.depthwise_conv.', '.pwconv1.': '.pointwise_conv1.',
+             '.pwconv2.': '.pointwise_conv2.'}
+    checkpoint = torch.load(osp.join(trained['work_dir'], 'epoch_1.pth'),
+                            weights_only=True)
+    state = {}
+    for key, value in checkpoint['state_dict'].items():
+        for ours, theirs in names.items():
+            key = key.replace(ours, theirs)
+        state[key] = value
+    zoo = str(tmp_path / 'zoo.pth')
+    torch.save({'state_dict': state, 'meta': checkpoint['meta']}, zoo,
+               _use_new_zipfile_serialization=False)
+    proc = run([PYTHON, osp.join(TOOLS, 'test.py'), tiny_det_config, zoo,
+                '--work-dir', str(tmp_path), '--cfg-options',
+                *data_args(toy_coco), 'log_level=INFO'])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'from the mmpretrain layout' in proc.stdout + proc.stderr
+    with open(tmp_path / 'metrics.json') as f:
+        metrics = json.load(f)
+    logged = re.search(r'coco/bbox_mAP: ([0-9.]+)',
+                       trained['proc'].stdout + trained['proc'].stderr)
+    assert metrics['coco/bbox_mAP'] == pytest.approx(float(logged.group(1)),
+                                                     abs=1e-3)
+    partial = str(tmp_path / 'partial.pth')
+    torch.save({'state_dict': {k: v for k, v in state.items()
+                               if not k.startswith('backbone.stages.3.')}},
+               partial)
+    os.remove(tmp_path / 'metrics.json')
+    proc = run([PYTHON, osp.join(TOOLS, 'test.py'), tiny_det_config, partial,
+                '--work-dir', str(tmp_path), '--cfg-options',
+                *data_args(toy_coco)])
+    assert proc.returncode == 1
+    assert re.search(r"error: checkpoint .*partial.pth' does not fit config "
+                     r".*'backbone\.stages\.3\.0\.\w+\.?\w*' and \d+ more "
+                     'would stay random', proc.stderr), proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    assert not osp.exists(tmp_path / 'metrics.json')
+
+
 def test_missing_dataset_stops_before_the_model(tmp_path):
     """From a directory without data/coco: a clear message, no work dir."""
     proc = run([

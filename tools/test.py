@@ -20,6 +20,8 @@ from tools.lib.cli import (add_fast_arg, parse_launch_args,  # noqa: E402
                            prepared_runner)
 from tools.lib.prepare import prepare_test_cfg  # noqa: E402
 from tools.lib.runner import dump_metrics  # noqa: E402
+from tools.lib.weights import (CheckpointFileError,  # noqa: E402
+                               check_checkpoint_fits)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +61,10 @@ def main() -> None:
         tta=args.tta,
         fast=args.fast,
         emulated_bf16=args.emulated_bf16)
+    try:
+        check_checkpoint_fits(runner.model, args.checkpoint, args.config)
+    except CheckpointFileError as err:
+        sys.exit(f'error: {err}')
     metrics = runner.test()
     dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
 

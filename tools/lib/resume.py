@@ -2,6 +2,7 @@
 import logging
 import os
 import os.path as osp
+import pickle
 import zipfile
 from typing import Optional
 
@@ -14,11 +15,16 @@ def checkpoint_problem(path: str) -> Optional[str]:
 
     Reads the whole file but unpickles nothing: torch's zip container is
     checked for a complete central directory and correct CRCs, which catches
-    files truncated by a killed job or corrupted on disk.
+    files truncated by a killed job or corrupted on disk. Files in torch's
+    legacy (non-zip) format, as OpenMMLab's model zoos published them until
+    2022, have no such checks; they pass when they start with torch's legacy
+    header (and are then read with ``weights_only=True`` like any other).
     """
     if not osp.isfile(path):
         return 'the file does not exist'
     if not zipfile.is_zipfile(path):
+        if is_legacy_torch_file(path):
+            return None
         return ('not a complete torch checkpoint (truncated, or not written '
                 'by torch.save)')
     try:
@@ -29,6 +35,28 @@ def checkpoint_problem(path: str) -> Optional[str]:
     if bad is not None:
         return f'corrupted (CRC mismatch in {bad})'
     return None
+
+
+class _NoGlobals(pickle.Unpickler):
+    """An unpickler that refuses every global: it can read the legacy
+    header's plain ints and nothing that could run code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f'global {module}.{name} refused')
+
+
+def is_legacy_torch_file(path: str) -> bool:
+    """Whether a file starts as ``torch.save(...,
+    _use_new_zipfile_serialization=False)`` writes: a pickled magic number
+    (``torch.serialization.MAGIC_NUMBER``) and protocol version."""
+    magic_number = 0x1950a86a20f9469cfc6c  # torch/serialization.py
+    try:
+        with open(path, 'rb') as f:
+            unpickler = _NoGlobals(f)
+            return (unpickler.load() == magic_number
+                    and isinstance(unpickler.load(), int))
+    except Exception:  # any unreadable or other pickle: not that format
+        return False
 
 
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:

@@ -1,5 +1,7 @@
 """Reading a trained model's checkpoint for the tools that run it
-(tools/infer.py, tools/deploy.py): safely, and checked against the model.
+(tools/test.py, tools/infer.py, tools/deploy.py): safely, and checked
+against the model after the ConvNeXt backbones' layout conversion, so that
+nothing is evaluated with a partly random model.
 
 Reading goes through mmengine's ``CheckpointLoader`` (local files, URLs and
 its other schemes) with ``weights_only=True``, on either stack: on
@@ -80,6 +82,61 @@ def checkpoint_mismatch(model: torch.nn.Module,
     return '; '.join(parts)
 
 
+def fitted_state_dict(model: torch.nn.Module, checkpoint: dict, path: str,
+                      config: str) -> Dict[str, torch.Tensor]:
+    """The checkpoint's model tensors as loading them into ``model`` will
+    see them (ConvNeXt keys of mmpretrain's, timm's or the official layout
+    converted by the backbones, :func:`convnext_backbone.convert_model_state_dict`),
+    checked to fill the model exactly.
+
+    Args:
+        model (nn.Module): The built model (not a DDP wrapper).
+        checkpoint (dict): What :func:`read_checkpoint` returned.
+        path (str): The checkpoint's path, for the message.
+        config (str): The config's path, for the message.
+
+    Raises:
+        CheckpointFileError: Some key or shape differs (the first one
+            named), or the backbone's keys are of another ConvNeXt.
+    """
+    from convnext_backbone import CheckpointError, convert_model_state_dict
+    try:
+        state, _ = convert_model_state_dict(model, model_state_dict(checkpoint))
+    except CheckpointError as err:
+        raise CheckpointFileError(
+            f'checkpoint {path!r} does not fit config {config!r}: {err}'
+        ) from None
+    mismatch = checkpoint_mismatch(model, state)
+    if mismatch:
+        raise CheckpointFileError(
+            f'checkpoint {path!r} does not fit config {config!r}: '
+            f'{mismatch}; give the checkpoint written by a run of this config '
+            '(or of the mmdet / mmseg zoo config it corresponds to, '
+            'docs/coming_from_mmpretrain.md)')
+    return state
+
+
+def check_checkpoint_fits(model: torch.nn.Module, path: str,
+                          config: str) -> None:
+    """Stop before a test evaluates a partly random model: the checkpoint
+    must fill ``model`` exactly once converted (see
+    :func:`fitted_state_dict`). The Runner's ``load_from`` loads with
+    ``strict=False`` and would only log what it left out.
+
+    Args:
+        model (nn.Module): The Runner's model (a DDP wrapper is unwrapped).
+        path (str): The checkpoint (path or URL).
+        config (str): The config's path, for the message.
+
+    Raises:
+        CheckpointFileError: Missing, unreadable or not fitting.
+    """
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    fitted_state_dict(model, read_checkpoint(path), path, config)
+
+
 def build_trained_model(cfg: Config, path: Optional[str]
                         ) -> Tuple[torch.nn.Module, Optional[dict]]:
     """The config's model (in its scope, SyncBN as BN, no ImageNet
@@ -111,12 +168,6 @@ def build_trained_model(cfg: Config, path: Optional[str]
     checkpoint = read_checkpoint(path) if path is not None else None
     model = revert_sync_batchnorm(models.build(model_cfg))
     if checkpoint is not None:
-        state = model_state_dict(checkpoint)
-        mismatch = checkpoint_mismatch(model, state)
-        if mismatch:
-            raise CheckpointFileError(
-                f'checkpoint {path!r} does not fit config '
-                f'{cfg.filename!r}: {mismatch}; give the checkpoint written '
-                'by a run of this config')
+        state = fitted_state_dict(model, checkpoint, path, cfg.filename)
         model.load_state_dict(state, strict=True)
     return model.eval(), checkpoint
