@@ -40,8 +40,8 @@ TOOL_PATH = re.compile(r'(?<![\w/.-])(tools/[\w./-]+?\.(?:py|sh))(?![\w/])')
 TEST_COUNT = re.compile(r'\b\d+ (?:passed|failed|skipped)\b')
 
 
-def read(path: str) -> str:
-    with open(osp.join(REPO, path), encoding='utf-8') as f:
+def read(path: str, root: str = REPO) -> str:
+    with open(osp.join(root, path), encoding='utf-8') as f:
         return f.read()
 
 
@@ -77,12 +77,12 @@ def github_anchor(heading: str) -> str:
     return ''.join(kept).replace(' ', '-')
 
 
-def anchors(path: str) -> Set[str]:
+def anchors(path: str, root: str = REPO) -> Set[str]:
     """Every anchor of a markdown page, duplicates numbered as GitHub does."""
     seen: Dict[str, int] = {}
     found = set()
     fenced = False
-    for line in read(path).splitlines():
+    for line in read(path, root).splitlines():
         if FENCE.match(line.strip()):
             fenced = not fenced
             continue
@@ -96,29 +96,54 @@ def anchors(path: str) -> Set[str]:
     return found
 
 
-def links(path: str) -> Iterator[str]:
-    prose, _ = split_code(read(path))
+def links(path: str, root: str = REPO) -> Iterator[str]:
+    prose, _ = split_code(read(path, root))
     for line in prose:
         for match in LINK.finditer(line):
             yield match.group(1)
 
 
-@pytest.mark.parametrize('page', PAGES)
-def test_relative_links_and_anchors_resolve(page):
+def broken_links(page: str, root: str = REPO) -> List[str]:
+    """The relative links of ``page`` whose file or anchor is missing."""
     broken = []
-    for target in links(page):
+    for target in links(page, root):
         if re.match(r'^[a-z][a-z0-9+.-]*:', target):  # http:, mailto:, ...
             continue
         file_part, _, anchor = target.partition('#')
         dest = osp.normpath(osp.join(osp.dirname(page), file_part)) \
             if file_part else page
-        if not osp.exists(osp.join(REPO, dest)):
+        if not osp.exists(osp.join(root, dest)):
             broken.append(f'{target}: {dest} does not exist')
             continue
-        if anchor and dest.endswith('.md') and anchor not in anchors(dest):
-            broken.append(f'{target}: no heading #{anchor} in {dest} '
-                          f'(has: {", ".join(sorted(anchors(dest)))})')
+        if anchor and dest.endswith('.md') and \
+                anchor not in anchors(dest, root):
+            broken.append(f'{target}: no heading #{anchor} in {dest} (has: '
+                          f'{", ".join(sorted(anchors(dest, root)))})')
+    return broken
+
+
+@pytest.mark.parametrize('page', PAGES)
+def test_relative_links_and_anchors_resolve(page):
+    broken = broken_links(page)
     assert not broken, f'{page}:\n  ' + '\n  '.join(broken)
+
+
+def test_the_link_check_finds_what_recurs(tmp_path):
+    """The mistakes seen before: a link from docs/ written as if from the
+    root (docs/docs/...), an anchor of a renamed heading; links in code are
+    not links."""
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'a.md').write_text(
+        '# Page A\n\n## Why `this` (and that)\n\n### Why this and that\n')
+    (tmp_path / 'docs' / 'b.md').write_text(
+        '[ok](a.md#why-this-and-that) [ok](a.md#why-this-and-that-1) '
+        '[ok](#page-b) [web](https://example.com/x.md)\n'
+        '[root-relative](docs/a.md) [gone](a.md#old-heading) '
+        '`[code](nowhere.md)`\n\n# Page B\n\n```\n[fenced](nowhere.md)\n```\n')
+    assert broken_links('docs/b.md', str(tmp_path)) == [
+        'docs/a.md: docs/docs/a.md does not exist',
+        'a.md#old-heading: no heading #old-heading in docs/a.md (has: '
+        'page-a, why-this-and-that, why-this-and-that-1)']
 
 
 def test_github_anchor_rules():
