@@ -3,8 +3,10 @@
 #
 #   STACK=upstream        which OpenMMLab distributions (default):
 #                         upstream: mmcv 2.1.0, mmengine 0.10.7, mmdet 3.3.0,
-#                           mmsegmentation 1.2.2, mmpose (requirements/
-#                           runtime.txt, constraints.txt, downstream.txt);
+#                           mmsegmentation 1.2.2, mmpose, mmpretrain 1.2.0
+#                           (which needs torchvision: it imports on the onedl
+#                           profile only) (requirements/runtime.txt,
+#                           constraints.txt, downstream.txt);
 #                         onedl: the maintained forks onedl-mmcv 2.3.6,
 #                           onedl-mmengine, onedl-mmdetection,
 #                           onedl-mmsegmentation, onedl-mmpretrain, with
