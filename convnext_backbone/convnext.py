@@ -58,8 +58,8 @@ class ConvNeXt(BaseModule):
             downsampling layers (``1``: stem + stage 0; ``4``: the whole
             trunk). Frozen parts are kept in eval mode (no drop path) and get
             no gradient. The output norms ``norm{i}`` are not frozen: they are
-            new for dense tasks. Until version 0.4 ``k`` froze ``k + 1``
-            stages (CHANGELOG.md). Defaults to -1.
+            new for dense tasks. In 0.1.0 ``k`` froze ``k + 1`` stages
+            (CHANGELOG.md). Defaults to -1.
         with_cp (bool): Gradient checkpointing of each block (non-reentrant)
             to save memory at the cost of a second forward. Defaults to False.
         channels_last (bool): Keep the activations in channels-last (NHWC)

@@ -95,6 +95,15 @@ def test_every_mmpretrain_argument_is_decided_and_accepted():
     assert set(names) <= set(ours)
 
 
+def test_the_docs_list_every_decision():
+    page = osp.join(osp.dirname(CONFIG_DIR), 'docs',
+                    'coming_from_mmpretrain.md')
+    with open(page) as f:
+        rows = [line for line in f if line.startswith('| `')]
+    for name in MMPRETRAIN_ARGUMENTS:
+        assert any(row.startswith(f'| `{name}` |') for row in rows), name
+
+
 def test_mmpretrain_defaults_build_the_same_backbone():
     plain = randomize_(ConvNeXt(dict(depths=[1, 1, 2, 1], dims=DIMS),
                                 layer_scale_init_value=1.0)).eval()
@@ -292,9 +301,34 @@ def type_changed(cfg: Config) -> Config:
     return cfg
 
 
-OUR_CONFIG = {MMDET_CONFIGS[0]: 'mask_rcnn_convnext_t.py',
-              MMDET_CONFIGS[1]: 'cascade_mask_rcnn_convnext_t.py',
-              MMSEG_CONFIGS[0]: 'upernet_convnext_t_512.py'}
+# This package's config of the same experiment as each zoo config (the
+# table of docs/coming_from_mmpretrain.md).
+OUR_CONFIG = dict(zip(MMDET_CONFIGS + MMSEG_CONFIGS, (
+    'mask_rcnn_convnext_t.py', 'cascade_mask_rcnn_convnext_t.py',
+    'cascade_mask_rcnn_convnext_s.py', 'upernet_convnext_t_512.py',
+    'upernet_convnext_s_512.py', 'upernet_convnext_b_512.py',
+    'upernet_convnext_b_640_in22k.py', 'upernet_convnext_l_640_in22k.py',
+    'upernet_convnext_xl_640_in22k.py')))
+
+
+@pytest.mark.parametrize('config', MMDET_CONFIGS + MMSEG_CONFIGS)
+def test_our_config_has_the_zoo_config_model(config):
+    """Every tensor of the zoo config's model (its type changed: the same
+    layout as this package's) has its key and shape in this package's
+    config of the same experiment, and nothing more: the zoo's checkpoint
+    of that config loads strictly into ours."""
+    package = 'mmdet' if config in MMDET_CONFIGS else 'mmseg'
+    theirs = type_changed(zoo_config(package, config))
+    ours = Config.fromfile(osp.join(CONFIG_DIR, OUR_CONFIG[config]))
+    shapes = []
+    for cfg in (theirs, ours):
+        cfg.model.backbone.init_cfg = None
+        cfg.model.pop('pretrained', None)
+        with torch.device('meta'):
+            model = build(cfg, package)
+        shapes.append({k: tuple(v.shape)
+                       for k, v in model.state_dict().items()})
+    assert shapes[0] == shapes[1]
 
 
 @pytest.mark.parametrize('package,config', [
@@ -510,3 +544,27 @@ def test_convert_tool_keeps_a_whole_model_and_names_the_layout(
     with pytest.raises(SystemExit, match='holds no ConvNeXt weights'):
         torch.save({'state_dict': {'neck.w': torch.ones(1)}}, src)
         main([src, dst])
+
+
+@pytest.mark.parametrize('base,scope', [(MMDET_CONFIGS[0], 'mmdet'),
+                                        (MMSEG_CONFIGS[0], 'mmseg')])
+def test_three_line_config_over_their_file(base, scope, tmp_path):
+    """docs/coming_from_mmpretrain.md's config: their file as ``_base_``
+    through ``mmdet::`` / ``mmseg::``, the type and custom_imports changed;
+    it resolves on this stack and builds this backbone with their keys."""
+    path = tmp_path / 'mine.py'
+    path.write_text(
+        f"_base_ = '{scope}::{base}'\n"
+        "custom_imports = dict(imports=['convnext_backbone'], "
+        'allow_failed_imports=False)\n'
+        "model = dict(backbone=dict(type='ConvNeXt'))\n")
+    cfg = Config.fromfile(str(path))
+    backbone = cfg.model.backbone
+    assert backbone.type == 'ConvNeXt'
+    assert backbone.gap_before_final_norm is False
+    assert backbone.init_cfg.prefix == 'backbone.'
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):
+        model = build(cfg, scope)
+    assert isinstance(model.backbone, ConvNeXt)
+    assert model.backbone.layer_scale_init_value == 1.0

@@ -4,6 +4,13 @@ and the config's own train step with its optimizer wrapper; with
 ``--peers mmpretrain`` also the config with mmpretrain's ConvNeXt as its
 backbone, the same weights in both.
 
+The config may be this package's or one of mmdet's / mmseg's own ConvNeXt
+configs (``type='mmpretrain.ConvNeXt'``; a file, or ``mmdet::convnext/...``
+as they ship it): then the "convnext" row is that config with only the
+backbone's type changed to this package's ``ConvNeXt`` (what
+docs/coming_from_mmpretrain.md tells a user to do) and the "mmpretrain" row
+is the config itself, so the table shows what the switch buys.
+
 Each timed model is a row of the table: :func:`time_models` times every
 row's step per mode in the same rounds (:func:`model_step` says what a step
 is) and :data:`COLUMNS` says which figures the table shows; a new row
@@ -110,6 +117,43 @@ def _default_model_shape(cfg) -> tuple:
     return tuple(crop)
 
 
+def load_model_config(path: str) -> Config:
+    """A config file, or a config as mmdet / mmseg ship it
+    (``'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'``),
+    read without its ``custom_imports`` (mmdet's / mmseg's ConvNeXt configs
+    import ``mmpretrain.models``, which does not import on every stack; the
+    mmpretrain row checks for it)."""
+    import importlib
+    if '::' in path:
+        package, _, rel = path.partition('::')
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            sys.exit(f'error: {path!r}: {package} is not installed')
+        path = osp.join(osp.dirname(module.__file__), '.mim', 'configs', rel)
+    if not osp.isfile(path):
+        sys.exit(f'error: config {path!r} does not exist; pass a path like '
+                 'configs/mask_rcnn_convnext_t.py or '
+                 "'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-"
+                 "3x_coco.py'")
+    return Config.fromfile(path, import_custom_modules=False)
+
+
+def with_this_backbone(cfg: Config) -> Tuple[Config, object]:
+    """For a config of mmdet's / mmseg's zoo (backbone
+    ``mmpretrain.ConvNeXt``): the same config with the backbone's type
+    changed to this package's ``ConvNeXt``, and the config itself (the
+    peer). Any other config: itself, and None.
+    """
+    if cfg.model.backbone.get('type') != 'mmpretrain.ConvNeXt':
+        return cfg, None
+    ours = copy.deepcopy(cfg)
+    ours.model.backbone.type = 'ConvNeXt'
+    ours.custom_imports = dict(imports=['convnext_backbone'],
+                               allow_failed_imports=False)
+    return ours, cfg
+
+
 def mmpretrain_peer_cfg(cfg):
     """A copy of the config with mmpretrain's ConvNeXt as its backbone
     (``gap_before_final_norm=False``, as mmdet's and mmseg's own ConvNeXt
@@ -162,7 +206,8 @@ def _share_weights(peer: torch.nn.Module, model: torch.nn.Module) -> None:
     model.load_state_dict(state_dict)
 
 
-def _model_peer(cfg, model, shape, device, build) -> Dict[str, object]:
+def _model_peer(cfg, model, shape, device, build,
+                peer_cfg) -> Dict[str, object]:
     """mmpretrain's backbone in the config's model, the same weights in
     both models and their backbones' features compared; like
     :func:`~tools.analysis.bench_peers.check_peer`, plus ``model`` where
@@ -170,7 +215,7 @@ def _model_peer(cfg, model, shape, device, build) -> Dict[str, object]:
     reason = peer_unavailable('mmpretrain')
     if reason is not None:
         return dict(status='unavailable', note=f'{reason}; not timed')
-    peer = build(mmpretrain_peer_cfg(cfg)).to(device)
+    peer = build(peer_cfg).to(device)
     peer.init_weights()
     try:
         _share_weights(peer, model)
@@ -264,15 +309,17 @@ def run(args: argparse.Namespace,
     from tools.lib.device import adapt_to_device
     from tools.lib.errors import ConfigPrepareError
     from tools.lib.models import build_model_without_weights
-    if not osp.isfile(args.config):
-        sys.exit(f'error: config {args.config!r} does not exist; pass a path '
-                 'like configs/mask_rcnn_convnext_t.py')
     if set(args.peers) - {'mmpretrain'}:
         sys.exit('error: --peers timm: the model mode swaps the config\'s '
                  'backbone for another mmdet/mmseg backbone, and timm\'s '
                  'features_only model is not one; use --peers mmpretrain')
-    cfg = Config.fromfile(args.config)
+    cfg, zoo_cfg = with_this_backbone(load_model_config(args.config))
     merge_cfg_options(cfg, args.cfg_options)
+    peer_cfg = zoo_cfg or mmpretrain_peer_cfg(cfg)
+    if zoo_cfg is not None:
+        merge_cfg_options(peer_cfg, args.cfg_options)
+        adapt_to_device(peer_cfg, distributed=False,
+                        cuda=device.type == 'cuda')
     adapt_to_device(cfg, distributed=False, cuda=device.type == 'cuda')
     try:
         model = build_model_without_weights(cfg).to(device)
@@ -307,10 +354,10 @@ def run(args: argparse.Namespace,
     peers = []
     if args.peers:
         peer = dict(peer='mmpretrain', **_model_peer(
-            cfg, model, shape, device, build_model_without_weights))
+            cfg, model, shape, device, build_model_without_weights,
+            peer_cfg))
         if 'model' in peer:
-            models['mmpretrain'] = (peer.pop('model'),
-                                    mmpretrain_peer_cfg(cfg))
+            models['mmpretrain'] = (peer.pop('model'), peer_cfg)
         peers.append(peer)
 
     result = dict(config=osp.basename(args.config), scope=scope,
