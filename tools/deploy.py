@@ -1,18 +1,18 @@
-"""Export a ConvNeXt detector or segmentor to ONNX and check it in
-onnxruntime against the PyTorch model's own predictions.
+"""Export a ConvNeXt detector or segmentor to a bundle that predicts with
+onnxruntime, numpy and OpenCV alone, and check it against the PyTorch
+model's own predictions.
 
     python tools/deploy.py configs/mask_rcnn_convnext_t.py ckpt.pth \\
-        --out-dir work_dirs/onnx/mask_rcnn --image demo.jpg
-    python tools/deploy.py configs/upernet_convnext_t_512.py ckpt.pth \\
-        --out-dir work_dirs/onnx/upernet --shape 512 512
+        --out-dir work_dirs/bundle/mask_rcnn --image demo.jpg other.jpg
+    python DIR/predict.py images/ --out-dir preds_dir   # anywhere
 
-Writes ``DIR/end2end.onnx`` (plus ``bbox_head*.onnx`` / ``mask_head*.onnx``
-for two-stage detectors), ``DIR/deploy.json`` and ``DIR/deploy_cfg.py``
-(what ``tools.lib.deploy.runtime.load_runtime(DIR)`` needs) and
-``DIR/report.json`` (agreement, max abs differences, latencies, versions).
-Exits with status 1 when an image's agreement is below 0.99, naming what
-disagrees; a bad config, checkpoint or image is one ``error: ...`` line.
-See docs/deploy.md.
+Writes ``DIR/end2end.onnx`` (one graph, image to predictions, standard
+ONNX operators only), ``DIR/bundle.json`` (preprocessing, classes,
+palette), ``DIR/predict.py`` (the standalone predictor) and
+``DIR/report.json`` (agreement with ``model.test_step`` per image,
+latencies, sizes, versions). Exits with status 1 when an image's agreement
+is below 0.99, naming what disagrees; a bad config, checkpoint, image or
+output folder is one ``error: ...`` line. See docs/deploy.md.
 """
 import argparse
 import json
@@ -36,24 +36,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', required=True,
-                        help='where the graphs and report.json go')
+                        help='the bundle folder (created)')
     parser.add_argument(
         '--image', nargs='+', default=[],
         help='image file(s) to compare on; the first is the export example '
-        '(default: a synthetic 240x320 image)')
+        '(default: three synthetic images of different sizes)')
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         '--shape', nargs=2, type=int, metavar=('H', 'W'),
-        help='static export: inputs of exactly H x W after the test '
-        'pipeline (for slide-mode segmentors: the crop size); other sizes '
-        'stop with an error')
+        help='static graph: inputs of exactly H x W after the test '
+        'pipeline and padding (needed for slide-mode segmentors); the '
+        'bundle refuses other sizes')
     size.add_argument('--dynamic', action='store_true',
                       help='dynamic batch, height and width (the default)')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default 17)')
     parser.add_argument(
         '--fp16', action='store_true',
-        help='fp16 graphs; LayerNorm and GRN statistics stay fp32')
+        help='not available for the bundle yet (docs/deploy.md)')
     parser.add_argument('--repeat', type=int, default=3,
                         help='timed runs per runtime for latency_ms (median; '
                         '0: no timing)')
@@ -66,8 +66,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from tools.lib.deploy import deploy
-    from tools.lib.deploy.export import DEFAULT_OPSET, DeployError
+    if args.fp16:
+        sys.exit('error: --fp16 is not built for the self-contained graph '
+                 'yet: the bundle is fp32 (docs/deploy.md)')
+    from tools.lib.deploy import DEFAULT_OPSET, DeployError, deploy
     logging.getLogger('mmengine').setLevel(logging.WARNING)
     try:
         report = deploy(
@@ -77,18 +79,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             images=args.image,
             shape=tuple(args.shape) if args.shape else None,
             opset=args.opset or DEFAULT_OPSET,
-            fp16=args.fp16,
             cfg_options=args.cfg_options,
             repeat=args.repeat)
     except DeployError as err:
         sys.exit(f'error: {err}')
-    summary = {k: report[k] for k in ('task', 'agreement', 'max_abs_diff',
-                                      'latency_ms', 'export_s')}
+    summary = {k: report[k] for k in ('task', 'agreement', 'latency_ms',
+                                      'export_s')}
+    summary['bundle_mb'] = report['bundle']['mb']
     print(json.dumps(summary))
-    print(f"report: {osp.join(args.out_dir, 'report.json')}")
+    print(f"bundle: {args.out_dir} (python {osp.join(args.out_dir, 'predict.py')}"
+          ' IMAGE... --out-dir DIR); report: '
+          f"{osp.join(args.out_dir, 'report.json')}")
     if report['disagreements']:
-        print('the exported model disagrees with PyTorch (agreement < '
-              f"{report['min_agreement']}):", file=sys.stderr)
+        print('the bundle disagrees with PyTorch (agreement < '
+              f"{report['thresholds']['min_agreement']}):", file=sys.stderr)
         for line in report['disagreements']:
             print(f'  {line}', file=sys.stderr)
         return 1

@@ -1,9 +1,14 @@
-"""``tools/deploy.py``: ONNX export of a detector or segmentor and its
-agreement with the PyTorch model's own ``test_step`` (docs/deploy.md).
+"""``tools/deploy.py``: a detector or segmentor as a bundle that predicts
+with onnxruntime, numpy and OpenCV alone, and its agreement with the
+PyTorch model's own ``test_step`` (docs/deploy.md).
 
-One concern per module: :mod:`.export` (graphs), :mod:`.compare`
-(agreement), :mod:`.runtime` (onnxruntime inside mmdet's / mmseg's code),
-:mod:`.tool` (the steps of ``tools/deploy.py``).
+One concern per module: :mod:`.end2end` (what the graph computes),
+:mod:`.operators` (mmcv's / mmdet's steps as standard ONNX operators),
+:mod:`.export` (the export), :mod:`.bundle` (preprocessing as data, the
+bundle's files), :mod:`.predict` (the bundle's standalone script),
+:mod:`.compare` (agreement), :mod:`.tool` (the steps of
+``tools/deploy.py``), :mod:`.runtime` (the networks as separate graphs
+inside mmdet's / mmseg's code: the benchmark tools' onnxruntime rows).
 """
 from .export import DEFAULT_OPSET, DeployError
 from .tool import (build_model, deploy, export_onnx_runtime, load_config,

@@ -1,21 +1,14 @@
-"""Exporting the networks of an mmdet detector or mmseg segmentor to ONNX.
+"""Exporting an mmdet detector or mmseg segmentor to ONNX, two ways:
 
-What goes into a graph is the model's tensor path, the part with weights:
-
-- detectors (mmdet ``SingleStageDetector`` / ``TwoStageDetector``):
-  ``end2end.onnx`` maps the preprocessed batch to the neck's features and
-  the dense head's raw outputs (RPN, RetinaNet, FCOS, ... scores and
-  deltas); a two-stage detector adds one graph per RoI head
-  (``bbox_head[_i].onnx``, ``mask_head[_i].onnx``: RoI features -> class
-  scores and deltas / mask logits);
-- segmentors (mmseg ``EncoderDecoder``): ``end2end.onnx`` maps a batch (or
-  a sliding window) to the decode head's logits.
-
-Everything data-dependent around the graphs (anchors, top-k, NMS and
-soft-NMS, RoIAlign, class-specific box decoding, clipping to the image,
-mask pasting, sliding windows, resizing) is left to mmdet's / mmseg's own
-code, which :mod:`.runtime` runs around onnxruntime: the exported
-model gives their predictions by construction, not a re-implementation.
+- :func:`export_end2end`: the bundle's one self-contained graph, image to
+  predictions (:mod:`.end2end`, with :mod:`.operators`), standard ONNX
+  operators only;
+- :func:`export_model`: the networks alone as separate graphs (the
+  detector's ``end2end.onnx`` to the neck's features and the dense head's
+  raw outputs plus one graph per RoI head; the segmentor's to the decode
+  head's logits), which :mod:`.runtime` runs inside mmdet's / mmseg's own
+  code. It serves the onnxruntime rows of the benchmark tools (the tensor
+  path's speed), not deployment.
 
 The TorchScript exporter is used (``dynamo=False``; the default of
 ``torch.onnx.export`` in torch >= 2.9 is the dynamo exporter). One rewrite
@@ -477,3 +470,93 @@ def export_model(model: nn.Module,
         json.dump(manifest, f, indent=1)
     cfg.dump(osp.join(out_dir, MODEL_CONFIG))
     return ExportResult(out_dir, files, seconds, replaced, manifest)
+
+
+# ------------------------------------------------ the self-contained graph
+#: The graph of the bundle (tools/lib/deploy/end2end.py).
+END2END = 'end2end.onnx'
+
+
+def export_end2end(model: nn.Module, inputs: Dict[str, torch.Tensor],
+                   path: str, dynamic: bool = True,
+                   opset: int = DEFAULT_OPSET) -> Dict[str, Any]:
+    """Export ``model`` as one graph, image to predictions
+    (:mod:`.end2end`), with standard ONNX operators only.
+
+    Args:
+        model (nn.Module): The detector / segmentor, eval mode, on CPU.
+        inputs (dict): The graph's example inputs by name, in order
+            (``inputs``, ``img_shape``, ``scale_factor`` / ``ori_shape``).
+        path (str): The ``.onnx`` file.
+        dynamic (bool): H and W of ``inputs`` dynamic. Defaults to True.
+        opset (int): ONNX opset (>= 16, for ``RoiAlign``'s half-pixel
+            mode). Defaults to :data:`DEFAULT_OPSET`.
+
+    Returns:
+        dict: ``seconds``, ``outputs`` (names), ``op_types``,
+        ``replaced`` (modules rewritten for export).
+
+    Raises:
+        DeployError: A module the graph cannot express, or an export
+            failure, naming the module.
+    """
+    import types
+    import warnings
+
+    import onnx
+
+    from .end2end import end2end_graph
+    from .operators import expand_soft_nms, op_types, standard_domain_only
+    if opset < 16:
+        raise DeployError(f'--opset {opset}: the graph needs opset 16 or '
+                          'later (RoiAlign with half-pixel coordinates)')
+    graph = end2end_graph(model, static=not dynamic)
+    names = list(inputs)
+    with torch.no_grad():
+        outputs = graph(*inputs.values())
+    outputs = outputs if isinstance(outputs, tuple) else (outputs, )
+    if len(outputs) == 1:
+        output_names = ['labels']
+    else:
+        output_names = ['boxes', 'scores', 'labels', 'masks'][:len(outputs)]
+    axes: Dict[str, Dict[int, str]] = {
+        n: {0: 'detections'} for n in output_names}
+    if len(outputs) == 1:
+        axes = {'labels': {0: 'height', 1: 'width'}}
+    if dynamic:
+        axes['inputs'] = {2: 'input_height', 3: 'input_width'}
+    start = time.perf_counter()
+    with exportable_modules(model) as replaced, torch.no_grad():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                torch.onnx.export(graph, tuple(inputs.values()), path,
+                                  dynamo=False, opset_version=opset,
+                                  input_names=names,
+                                  output_names=output_names,
+                                  dynamic_axes=axes,
+                                  do_constant_folding=True)
+        except DeployError:
+            raise
+        except Exception as err:  # noqa: BLE001 - reported with the module
+            spec = types.SimpleNamespace(
+                module=lambda x: graph(x, *list(inputs.values())[1:]),
+                example=inputs['inputs'])
+            where = _failing_module(model, spec, err, sys.exc_info()[2])
+            first = str(err).strip().splitlines()[0] if str(err).strip() \
+                else ''
+            raise DeployError(
+                f'cannot export {where or type(graph).__name__} (graph '
+                f'{osp.basename(path)}): {type(err).__name__}: {first}'
+            ) from err
+    proto = onnx.load(path)
+    expand_soft_nms(proto)
+    foreign = standard_domain_only(proto)
+    if foreign:
+        raise DeployError(
+            f'{osp.basename(path)} holds operators outside the standard '
+            f'ONNX domain: {sorted(set(foreign))}')
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+    return dict(seconds=time.perf_counter() - start, outputs=output_names,
+                op_types=list(op_types(proto)), replaced=replaced)

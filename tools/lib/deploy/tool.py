@@ -1,9 +1,10 @@
 """The steps of ``tools/deploy.py``: a config and checkpoint to a model,
-images to batches, the export with its onnxruntime runtime, and the parity
-report against the PyTorch model's own ``test_step``.
+images to batches, the bundle (:mod:`.bundle`), and its agreement with the
+PyTorch model's own ``test_step`` (:mod:`.compare`) in ``report.json``.
 
-:func:`export_onnx_runtime` is the entry point for other tools (a
-benchmark): model + batch in, runtime + export figures out.
+:func:`export_onnx_runtime` (the networks as separate graphs inside
+mmdet's / mmseg's code, :mod:`.runtime`) serves the onnxruntime rows of the
+benchmark tools.
 """
 import copy
 import datetime
@@ -23,17 +24,21 @@ from mmengine.config import Config
 
 from ..cfg_options import merge_cfg_options
 from ..cfg_walk import config_scope
-from .compare import (MIN_AGREEMENT, disagreements, max_abs_diffs,
-                             sample_agreement)
-from .export import (DEFAULT_OPSET, DeployError, ExportResult,
-                            export_model, graph_specs)
-from .runtime import Runtime, load_runtime
 from ..errors import ConfigPrepareError
 from ..weights import CheckpointFileError, build_trained_model
+from .bundle import (check_out_dir, load_predictor, num_classes,
+                     write_bundle)
+from .compare import (IOU, MIN_AGREEMENT, SCORE_TOL, agreement,
+                      disagreements, reference_predictions)
+from .export import DEFAULT_OPSET, DeployError, ExportResult, export_model
+from .runtime import Runtime, load_runtime
 
 #: Side of the synthetic image used when no ``--image`` is given (H, W:
 #: not square, so a test pipeline keeping the aspect ratio pads).
 SYNTHETIC_SIZE = (240, 320)
+#: The synthetic images compared without ``--image``: the export example,
+#: then another non-square size and a square one.
+SYNTHETIC_SIZES = (SYNTHETIC_SIZE, (330, 250), (280, 280))
 
 
 def load_config(path: str,
@@ -56,19 +61,51 @@ def load_config(path: str,
     return cfg
 
 
-def build_model(cfg: Config, checkpoint: Optional[str]) -> nn.Module:
+def _check_checkpoint_file(path: str) -> None:
+    """Refuse a file that is not what ``torch.save`` writes (a zip archive,
+    or a legacy pickle) before torch tries to unpickle it."""
+    import zipfile
+    if '://' in path or not osp.isfile(path):
+        return  # a URL, or missing: weights.py says so
+    with open(path, 'rb') as f:
+        first = f.read(1)
+    if not zipfile.is_zipfile(path) and first != b'\x80':
+        raise DeployError(
+            f'checkpoint {path!r} is not a checkpoint: neither the zip '
+            'archive torch.save writes nor a pickle (a text or HTML file, '
+            'or a download that failed?)')
+
+
+def trained_model(cfg: Config, checkpoint: Optional[str]
+                  ) -> Tuple[nn.Module, Dict[str, Any]]:
     """The config's model on CPU in eval mode, SyncBN as BN, with the
-    checkpoint's weights (``None``: the random initialisation).
+    checkpoint's weights (``None``: the random initialisation), and the
+    checkpoint's dict (empty without one).
 
     Raises:
-        DeployError: The checkpoint is missing, unreadable (loading is
-            ``weights_only=True``) or does not fit the model (names the first
-            differing key or shape).
+        DeployError: The checkpoint is missing, not a checkpoint,
+            unreadable (loading is ``weights_only=True``, and stays so) or
+            does not fit the model (names the first differing key or
+            shape).
     """
+    if checkpoint is not None:
+        _check_checkpoint_file(checkpoint)
     try:
-        return build_trained_model(cfg, checkpoint)[0]
+        model, ckpt = build_trained_model(cfg, checkpoint)
     except CheckpointFileError as err:
-        raise DeployError(str(err)) from err
+        message = str(err)
+        if 'Weights only load failed' in message:
+            message = (f'checkpoint {checkpoint!r} holds objects other than '
+                       'tensors and plain types, which safe loading refuses; '
+                       'see docs/faq.md (Checkpoint refused: Weights only '
+                       'load failed)')
+        raise DeployError(message) from None
+    return model, ckpt or {}
+
+
+def build_model(cfg: Config, checkpoint: Optional[str]) -> nn.Module:
+    """:func:`trained_model` without the checkpoint's dict."""
+    return trained_model(cfg, checkpoint)[0]
 
 
 def synthetic_image(size: Tuple[int, int] = SYNTHETIC_SIZE,
@@ -190,14 +227,30 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def reference_modules(model: nn.Module,
-                      result: ExportResult) -> Dict[str, nn.Module]:
-    """The PyTorch module behind each exported graph (for the raw output
-    comparison)."""
-    with torch.no_grad():
-        specs = {s.name: s for s in graph_specs(
-            model, torch.zeros(1, 3, 64, 64), True)}
-    return {name: specs[name].module for name in result.files}
+def dataset_meta(cfg: Config, model: nn.Module,
+                 checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """Class names and palette as ``tools/infer.py`` reads them (the
+    checkpoint's, else the config's dataset's, else numbered)."""
+    from ..infer import dataset_meta as infer_meta
+    return infer_meta(cfg, checkpoint, num_classes(model))
+
+
+def _image_name(image: Any) -> str:
+    return image if isinstance(image, str) else \
+        f'array{tuple(image.shape)}'
+
+
+def _bundle_image(image: Any) -> Any:
+    """What the bundle's predictor takes: a BGR array (a file read as
+    ``predict.py`` reads it)."""
+    if not isinstance(image, str):
+        return image
+    import cv2
+    array = cv2.imdecode(np.fromfile(image, np.uint8), cv2.IMREAD_COLOR)
+    if array is None:
+        raise DeployError(f'image {image!r} could not be decoded (a '
+                          'damaged or truncated image?)')
+    return array
 
 
 def deploy(config: str,
@@ -206,84 +259,84 @@ def deploy(config: str,
            images: Sequence[Any] = (),
            shape: Optional[Tuple[int, int]] = None,
            opset: int = DEFAULT_OPSET,
-           fp16: bool = False,
            cfg_options: Optional[Dict[str, Any]] = None,
            repeat: int = 3) -> Dict[str, Any]:
-    """Export, run every image through PyTorch and onnxruntime, compare,
-    and write ``out_dir/report.json``.
+    """Write the bundle, run every image through the PyTorch model's
+    ``test_step`` and the bundle's ``predict.py``, compare, and write
+    ``out_dir/report.json``.
 
     Args:
         config (str): Config file.
         checkpoint (str, optional): Checkpoint file (None: random weights).
-        out_dir (str): The export directory.
+        out_dir (str): The bundle's folder (created).
         images (list): Files or BGR arrays; the first is the export's
-            example. Defaults to one synthetic image.
-        shape (tuple[int, int], optional): Static export for this H, W.
+            example. Defaults to three synthetic images of other sizes.
+        shape (tuple[int, int], optional): Static graph for inputs of this
+            H, W (after the test pipeline and padding).
         opset (int): ONNX opset. Defaults to 17.
-        fp16 (bool): fp16 graphs. Defaults to False.
         cfg_options (dict, optional): ``--cfg-options``.
-        repeat (int): Timed runs per runtime (median). Defaults to 3.
+        repeat (int): Timed runs per way (median). Defaults to 3.
 
     Returns:
-        dict: The report (also written to ``report.json``).
+        dict: The report (also written to ``report.json``), with
+        ``disagreements`` (lines; empty when every image agrees).
     """
     cfg = load_config(config, cfg_options)
-    model = build_model(cfg, checkpoint)
-    images = list(images) or [synthetic_image()]
+    check_out_dir(out_dir)
+    model, ckpt = trained_model(cfg, checkpoint)
+    images = list(images) or [synthetic_image(s, i)
+                              for i, s in enumerate(SYNTHETIC_SIZES)]
     batches = [test_batch(cfg, img) for img in images]
-    runtime, result = export_onnx_runtime(cfg, model, batches[0], out_dir,
-                                          shape, opset, fp16)
-    modules = reference_modules(model, result)
-    per_image, latency = [], dict(pytorch=[], onnxruntime=[])
+    source = dict(config=osp.abspath(config), checkpoint=checkpoint,
+                  date=datetime.date.today().isoformat(),
+                  versions=versions())
+    info = write_bundle(out_dir, cfg, model, batches[0],
+                        dataset_meta(cfg, model, ckpt), shape, opset, source)
+    predictor = load_predictor(out_dir, torch.get_num_threads())
+    per_image, latency = [], dict(pytorch=[], bundle=[])
     for img, data in zip(images, batches):
-        name = img if isinstance(img, str) else f'array{tuple(img.shape)}'
         with torch.no_grad():
             ref = model.test_step(copy.deepcopy(data))[0]
-        runtime.start_recording()
-        got = runtime.test_step(copy.deepcopy(data))[0]
-        records = runtime.stop_recording()
-        res = dict(image=name, input_shape=list(
-            got.metainfo.get('batch_input_shape', got.metainfo.get(
-                'img_shape', ()))))
-        res.update(sample_agreement(ref, got))
-        res['graph_calls'] = {k: len(v) for k, v in records.items()}
-        res['max_abs_diff'] = ({} if fp16 else max_abs_diffs(
-            records, modules))
+        res = dict(image=_image_name(img),
+                   input_shape=list(ref.metainfo.get('batch_input_shape',
+                                                     ref.metainfo.get(
+                                                         'img_shape', ()))))
+        array = _bundle_image(img)
+        try:
+            got = predictor(array)
+        except Exception as err:  # noqa: BLE001 - the bundle's refusal
+            res.update(agreement=0.0, error=str(err))
+            per_image.append(res)
+            continue
+        res.update(agreement(reference_predictions(ref), got))
         per_image.append(res)
         if repeat > 0:
             latency['pytorch'].append(_median_ms(
                 lambda: model.test_step(copy.deepcopy(data)), repeat))
-            latency['onnxruntime'].append(_median_ms(
-                lambda: runtime.test_step(copy.deepcopy(data)), repeat))
-    diffs: Dict[str, float] = {}
-    for res in per_image:
-        for k, v in res['max_abs_diff'].items():
-            diffs[k] = max(diffs.get(k, 0.0), v)
+            latency['bundle'].append(_median_ms(lambda: predictor(array),
+                                                repeat))
     report = dict(
-        task='segmentation' if result.manifest['kind'] == 'segmentor' else
-        'detection',
-        model=result.manifest['kind'],
+        task='segmentation' if predictor.task == 'seg' else 'detection',
         config=config,
         checkpoint=checkpoint,
         agreement=min(r['agreement'] for r in per_image),
-        min_agreement=MIN_AGREEMENT,
-        max_abs_diff=diffs,
-        latency_ms=dict(pytorch=latency['pytorch'],
-                        onnxruntime=latency['onnxruntime'],
-                        repeat=repeat),
-        export_s=round(result.seconds, 2),
-        graphs={name: dict(file=osp.basename(path),
-                           mb=round(osp.getsize(path) / 2**20, 2))
-                for name, path in result.files.items()},
-        rewritten_for_export=result.replaced,
+        thresholds=dict(min_agreement=MIN_AGREEMENT, iou=IOU,
+                        score_tol=SCORE_TOL),
+        latency_ms=dict(pytorch=latency['pytorch'], bundle=latency['bundle'],
+                        repeat=repeat, threads=torch.get_num_threads()),
+        export_s=round(info['seconds'], 2),
+        bundle=dict(files={k: round(v / 2**20, 3)
+                           for k, v in info['files'].items()},
+                    mb=round(sum(info['files'].values()) / 2**20, 2)),
+        op_types=info['op_types'],
+        rewritten_for_export=info['replaced'],
         opset=opset,
         dynamic=shape is None,
         shape=list(shape) if shape else None,
-        fp16=fp16,
         images=per_image,
-        versions=versions(),
-        date=datetime.date.today().isoformat())
+        versions=source['versions'],
+        date=source['date'])
+    report['disagreements'] = disagreements(per_image)
     with open(osp.join(out_dir, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
-    report['disagreements'] = disagreements(per_image)
     return report
