@@ -302,45 +302,35 @@ def test_upernet_whole_dynamic(tmp_path, images, blocker):
     assert any('psp_modules' in m for m in report['rewritten_for_export'])
 
 
-def test_upernet_v2_slide_static(tmp_path, images, blocker):
-    """The V2 paper UperNet (slide mode), shrunk: windows unrolled for the
-    one input size of a static graph (--shape); other sizes refused."""
+def test_upernet_v2_slide_any_size(tmp_path, images, blocker):
+    """The V2 paper UperNet (slide mode), shrunk: mmseg's sliding windows as
+    a Loop around one window's graph, for any image size (6, 9 and 6
+    windows of 128 here)."""
     config = osp.join(CONFIG_DIR, 'convnextv2', 'upernet_convnextv2_b_512.py')
     options = paper_options('convnextv2/upernet_convnextv2_b_512')
     options['model.test_cfg'] = dict(mode='slide', crop_size=(128, 128),
                                      stride=(85, 85))
-    cfg = load_config(config, options)
-    assert cfg.model.backbone.type == 'ConvNeXtV2'
-    ckpt = random_checkpoint(config, options, str(tmp_path / 'random.pth'))
-    same = [images[0], str(tmp_path / 'same_size.png')]
-    cv2.imwrite(same[1], synthetic_image(SIZES[0], 7))
-    # 250 x 320 -> 192 x 246 (no padding in mmseg's test preprocessing)
-    report = deploy(config, ckpt, str(tmp_path / 'bundle'), same,
-                    shape=(192, 246), cfg_options=options, repeat=0)
-    assert not report['disagreements'], report['disagreements']
-    check_graph(str(tmp_path / 'bundle' / 'end2end.onnx'))
-    check_bundle(tmp_path, blocker, config, options, same, 'seg')
-    out_dir = str(tmp_path / 'other')
-    proc = run_isolated(blocker, [str(tmp_path / 'bundle' / 'predict.py'),
-                                  images[1], '--out-dir', out_dir],
-                        str(tmp_path))
-    assert proc.returncode == 1
-    assert 'export again with --shape 192 192' in proc.stderr
+    assert load_config(config, options).model.backbone.type == 'ConvNeXtV2'
+    report = run(config, tmp_path, images, blocker, options, task='seg')
+    assert 'Loop' in report['op_types']
 
 
-def test_slide_without_shape_is_refused(tmp_path):
+def test_slide_static_refuses_other_sizes(tmp_path, images, blocker):
+    """--shape: the windows unrolled for one input size; the bundle names
+    the --shape another image would need."""
     options = {'model.test_cfg': dict(mode='slide', crop_size=(128, 128),
                                       stride=(85, 85))}
     ckpt = random_checkpoint(TOY_UPERNET, options, str(tmp_path / 'r.pth'))
-    with pytest.raises(SystemExit) as exc:
-        main([TOY_UPERNET, ckpt, '--out-dir', str(tmp_path / 'b'),
-              '--repeat', '0', '--cfg-options',
-              'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=128,128',
-              'model.test_cfg.stride=85,85'])
-    message = str(exc.value.code)
-    assert message.startswith("error: cannot express model.test_cfg.mode="
-                              "'slide'") and '--shape' in message
-    assert '\n' not in message
+    same = [images[0], str(tmp_path / 'same_size.png')]
+    cv2.imwrite(same[1], synthetic_image(SIZES[0], 7))
+    report = deploy(TOY_UPERNET, ckpt, str(tmp_path / 'bundle'), same,
+                    shape=(200, 256), cfg_options=options, repeat=0)
+    assert not report['disagreements'], report['disagreements']
+    assert 'Loop' not in report['op_types']
+    proc = run_isolated(blocker, ['bundle/predict.py', images[1],
+                                  '--out-dir', 'other'], str(tmp_path))
+    assert proc.returncode == 1
+    assert 'export again with --shape 256 256' in proc.stderr
 
 
 def test_swap_deeplabv3plus(tmp_path, images):

@@ -15,7 +15,10 @@ Outputs: detectors ``boxes`` (D, 4) in original-image pixels, ``scores``
 (D,), ``labels`` (D,) int64, and for instance models ``masks`` (D, M, M),
 the mask probabilities of each detection's class (pasted outside the
 graph: a pasted mask is D x H x W floats); segmentors ``labels`` (h, w)
-int64, the label map at the original size.
+int64, the label map at the original size. A slide-mode segmentor is
+exported for any size as a ``Loop`` over the windows around one window's
+graph (:class:`WindowGraph`), or for one size (``static``) with the
+windows unrolled.
 
 What cannot be expressed raises :class:`~.export.DeployError` naming the
 module and what would be needed.
@@ -362,14 +365,6 @@ class SegmentorGraph(nn.Module):
         if mode not in ('whole', 'slide'):
             raise _refuse('model.test_cfg.mode', model,
                           f'unknown mode {mode!r}')
-        if mode == 'slide' and not static:
-            raise _refuse(
-                "model.test_cfg.mode='slide'", model,
-                'the number of windows depends on the image size, which '
-                'one graph expresses only for one size (a Loop over '
-                'windows around the network would be needed for any '
-                'size); export with --shape H W (the size after the test '
-                'pipeline) or --cfg-options model.test_cfg.mode=whole')
         if model.decode_head.out_channels == 1:
             raise _refuse('model.decode_head', model.decode_head,
                           'binary (out_channels=1) heads are not restated')
@@ -394,8 +389,30 @@ class SegmentorGraph(nn.Module):
         return logits[0].argmax(0)
 
 
+class WindowGraph(nn.Module):
+    """One window of mmseg's ``slide_inference``: ``encode_decode`` of a
+    crop, its logits resized to the crop's size. The export puts it in the
+    body of a ``Loop`` over the windows (:func:`.operators.slide_model`),
+    which makes slide mode one graph for any image size."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        SegmentorGraph(model, static=True)  # the same checks
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        logits = m.decode_head(m.extract_feat(inputs))
+        hw = torch._shape_as_tensor(inputs)[2:] if \
+            torch.onnx.is_in_onnx_export() else \
+            torch.tensor(inputs.shape[2:])
+        return ResizeTo.apply(logits, hw, bool(m.decode_head.align_corners))
+
+
 def end2end_graph(model: nn.Module, static: bool) -> nn.Module:
-    """The graph module of ``model`` (see the module docstring).
+    """The graph module of ``model`` (see the module docstring); for a
+    slide-mode segmentor exported for any size, the :class:`WindowGraph`
+    the export wraps in a ``Loop``.
 
     Raises:
         DeployError: A model or module the graph cannot express, named.
@@ -403,6 +420,8 @@ def end2end_graph(model: nn.Module, static: bool) -> nn.Module:
     from .export import model_kind
     kind = model_kind(model)
     if kind == 'segmentor':
+        if model.test_cfg.get('mode', 'whole') == 'slide' and not static:
+            return WindowGraph(model).eval()
         return SegmentorGraph(model, static).eval()
     if kind == 'two_stage':
         return TwoStageGraph(model).eval()

@@ -505,12 +505,17 @@ def export_end2end(model: nn.Module, inputs: Dict[str, torch.Tensor],
 
     import onnx
 
-    from .end2end import end2end_graph
-    from .operators import expand_soft_nms, op_types, standard_domain_only
+    from .end2end import WindowGraph, end2end_graph
+    from .operators import (expand_soft_nms, op_types, slide_model,
+                            standard_domain_only)
     if opset < 16:
         raise DeployError(f'--opset {opset}: the graph needs opset 16 or '
                           'later (RoiAlign with half-pixel coordinates)')
     graph = end2end_graph(model, static=not dynamic)
+    windows = isinstance(graph, WindowGraph)
+    if windows:  # one window's graph, wrapped in a Loop below
+        crop = tuple(model.test_cfg.crop_size)
+        inputs = dict(inputs=inputs['inputs'][..., :crop[0], :crop[1]])
     names = list(inputs)
     with torch.no_grad():
         outputs = graph(*inputs.values())
@@ -525,6 +530,8 @@ def export_end2end(model: nn.Module, inputs: Dict[str, torch.Tensor],
         axes = {'labels': {0: 'height', 1: 'width'}}
     if dynamic:
         axes['inputs'] = {2: 'input_height', 3: 'input_width'}
+    if windows:
+        axes['labels'] = {2: 'input_height', 3: 'input_width'}
     start = time.perf_counter()
     with exportable_modules(model) as replaced, torch.no_grad():
         try:
@@ -550,6 +557,11 @@ def export_end2end(model: nn.Module, inputs: Dict[str, torch.Tensor],
                 f'{osp.basename(path)}): {type(err).__name__}: {first}'
             ) from err
     proto = onnx.load(path)
+    if windows:
+        proto = slide_model(proto, model.test_cfg.crop_size,
+                            model.test_cfg.stride,
+                            model.decode_head.out_channels,
+                            bool(model.decode_head.align_corners))
     expand_soft_nms(proto)
     foreign = standard_domain_only(proto)
     if foreign:
@@ -558,5 +570,6 @@ def export_end2end(model: nn.Module, inputs: Dict[str, torch.Tensor],
             f'ONNX domain: {sorted(set(foreign))}')
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
-    return dict(seconds=time.perf_counter() - start, outputs=output_names,
+    return dict(seconds=time.perf_counter() - start,
+                outputs=['labels'] if windows else output_names,
                 op_types=list(op_types(proto)), replaced=replaced)

@@ -462,3 +462,150 @@ def standard_domain_only(model: Any) -> List[str]:
 def op_types(model: Any) -> Sequence[str]:
     """Every operator type of an ONNX model, subgraphs included."""
     return sorted({n.op_type for n in _nodes(model)})
+
+
+# --------------------------------------------- sliding windows as a Loop
+def slide_model(window: Any, crop: Sequence[int], stride: Sequence[int],
+                num_classes: int, align_corners: bool) -> Any:
+    """mmseg's ``slide_inference`` + ``postprocess_result`` around
+    ``window`` (an ONNX model: one window's padded input, any size up to
+    the crop, to its logits at the window's size) as one ONNX model whose
+    ``Loop`` runs the windows an image of any size needs.
+
+    Inputs ``inputs`` (1, 3, H, W), ``img_shape`` and ``ori_shape`` (int64
+    ``[h, w]``); output ``labels`` (h, w) int64. The windows, their
+    positions (``y1 = h_idx * stride``, ``y2 = min(y1 + crop, H)``, ``y1 =
+    max(y2 - crop, 0)``; the same in x), the order of the sums and the
+    division by the window count are mmseg's; then the padding is cropped,
+    the logits resized to ``ori_shape`` and the argmax taken.
+    """
+    from onnx import TensorProto as T
+    from onnx import helper as H
+    from onnx import numpy_helper
+
+    def const(name: str, value: Any, dtype: Any = np.int64) -> Any:
+        return H.make_node('Constant', [], [name], value=numpy_helper.from_array(
+            np.asarray(value, dtype=dtype), name))
+
+    (hc, wc), (hs, ws) = crop, stride
+    win = window.graph
+    params = {t.name for t in win.initializer}
+    win_in, win_out = win.input[0].name, win.output[0].name
+
+    def rename(name: str) -> str:
+        if not name or name in params:
+            return name
+        if name == win_in:
+            return 'crop'
+        if name == win_out:
+            return 'window_logits'
+        return f'window/{name}'
+
+    window_nodes = []
+    for node in win.node:
+        new = type(node)()
+        new.CopyFrom(node)
+        new.input[:] = [rename(i) for i in node.input]
+        new.output[:] = [rename(o) for o in node.output]
+        new.name = f'window/{node.name}'
+        window_nodes.append(new)
+    unsq0 = 'axis0'
+    body = [
+        const('axis0', [0]),
+        const('zero_s', 0), const('hc', hc), const('wc', wc),
+        const('hs', hs), const('ws', ws), const('axes23', [2, 3]),
+        const('zeros2', [0, 0]), const('ones2', [1, 1]),
+        H.make_node('Div', ['it', 'w_grids'], ['h_idx']),
+        H.make_node('Mod', ['it', 'w_grids'], ['w_idx']),
+        H.make_node('Mul', ['h_idx', 'hs'], ['y1a']),
+        H.make_node('Mul', ['w_idx', 'ws'], ['x1a']),
+        H.make_node('Add', ['y1a', 'hc'], ['y2a']),
+        H.make_node('Add', ['x1a', 'wc'], ['x2a']),
+        H.make_node('Min', ['y2a', 'H'], ['y2']),
+        H.make_node('Min', ['x2a', 'W'], ['x2']),
+        H.make_node('Sub', ['y2', 'hc'], ['y1b']),
+        H.make_node('Sub', ['x2', 'wc'], ['x1b']),
+        H.make_node('Max', ['y1b', 'zero_s'], ['y1']),
+        H.make_node('Max', ['x1b', 'zero_s'], ['x1']),
+        *[H.make_node('Unsqueeze', [v, unsq0], [v + '_1'])
+          for v in ('y1', 'x1', 'y2', 'x2')],
+        H.make_node('Concat', ['y1_1', 'x1_1'], ['starts'], axis=0),
+        H.make_node('Concat', ['y2_1', 'x2_1'], ['ends'], axis=0),
+        H.make_node('Slice', ['inputs', 'starts', 'ends', 'axes23'],
+                    ['crop']),
+        *window_nodes,
+        H.make_node('Sub', ['H', 'y2'], ['pad_b']),
+        H.make_node('Sub', ['W', 'x2'], ['pad_r']),
+        *[H.make_node('Unsqueeze', [v, unsq0], [v + '_1'])
+          for v in ('pad_b', 'pad_r')],
+        H.make_node('Concat', ['zeros2', 'y1_1', 'x1_1', 'zeros2', 'pad_b_1',
+                               'pad_r_1'], ['pads'], axis=0),
+        H.make_node('Pad', ['window_logits', 'pads'], ['placed']),
+        H.make_node('Add', ['preds', 'placed'], ['preds_o']),
+        H.make_node('Sub', ['ends', 'starts'], ['crop_hw']),
+        H.make_node('Concat', ['ones2', 'crop_hw'], ['ones_shape'], axis=0),
+        H.make_node('ConstantOfShape', ['ones_shape'], ['ones'],
+                    value=numpy_helper.from_array(np.ones(1, np.float32))),
+        H.make_node('Pad', ['ones', 'pads'], ['covered']),
+        H.make_node('Add', ['count', 'covered'], ['count_o']),
+        H.make_node('Identity', ['cond'], ['cond_o']),
+    ]
+    V = H.make_tensor_value_info
+    body_graph = H.make_graph(
+        body, 'windows',
+        [V('it', T.INT64, []), V('cond', T.BOOL, []),
+         V('preds', T.FLOAT, None), V('count', T.FLOAT, None)],
+        [V('cond_o', T.BOOL, []), V('preds_o', T.FLOAT, None),
+         V('count_o', T.FLOAT, None)])
+    mode = 'align_corners' if align_corners else 'pytorch_half_pixel'
+    outer = [
+        const('c2', 2), const('c3', 3), const('one_s', 1),
+        const('zero_o', 0), const('hc_o', hc), const('wc_o', wc),
+        const('hs_o', hs), const('ws_o', ws), const('axis0_o', [0]),
+        const('head', [1, num_classes]), const('head1', [1, 1]),
+        const('axes23_o', [2, 3]), const('zeros2_o', [0, 0]),
+        const('true', True, np.bool_),
+        H.make_node('Shape', ['inputs'], ['shape']),
+        H.make_node('Gather', ['shape', 'c2'], ['H']),
+        H.make_node('Gather', ['shape', 'c3'], ['W']),
+        # grids = max(size - crop + stride - 1, 0) // stride + 1
+        *[n for size, c, s, out in (('H', 'hc_o', 'hs_o', 'h_grids'),
+                                    ('W', 'wc_o', 'ws_o', 'w_grids'))
+          for n in (
+              H.make_node('Sub', [size, c], [out + '_a']),
+              H.make_node('Add', [out + '_a', s], [out + '_b']),
+              H.make_node('Sub', [out + '_b', 'one_s'], [out + '_c']),
+              H.make_node('Max', [out + '_c', 'zero_o'], [out + '_d']),
+              H.make_node('Div', [out + '_d', s], [out + '_e']),
+              H.make_node('Add', [out + '_e', 'one_s'], [out]))],
+        H.make_node('Mul', ['h_grids', 'w_grids'], ['windows']),
+        H.make_node('Unsqueeze', ['H', 'axis0_o'], ['H_1']),
+        H.make_node('Unsqueeze', ['W', 'axis0_o'], ['W_1']),
+        H.make_node('Concat', ['head', 'H_1', 'W_1'], ['preds_shape'],
+                    axis=0),
+        H.make_node('Concat', ['head1', 'H_1', 'W_1'], ['count_shape'],
+                    axis=0),
+        H.make_node('ConstantOfShape', ['preds_shape'], ['preds0'],
+                    value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        H.make_node('ConstantOfShape', ['count_shape'], ['count0'],
+                    value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        H.make_node('Loop', ['windows', 'true', 'preds0', 'count0'],
+                    ['preds_f', 'count_f'], body=body_graph),
+        H.make_node('Div', ['preds_f', 'count_f'], ['seg_logits']),
+        H.make_node('Slice', ['seg_logits', 'zeros2_o', 'img_shape',
+                              'axes23_o'], ['unpadded']),
+        H.make_node('Concat', ['head', 'ori_shape'], ['out_size'], axis=0),
+        H.make_node('Resize', ['unpadded', '', '', 'out_size'], ['resized'],
+                    mode='linear', coordinate_transformation_mode=mode),
+        H.make_node('ArgMax', ['resized'], ['argmax'], axis=1, keepdims=0),
+        H.make_node('Squeeze', ['argmax', 'axis0_o'], ['labels']),
+    ]
+    graph = H.make_graph(
+        outer, 'slide_inference',
+        [V('inputs', T.FLOAT, [1, 3, 'input_height', 'input_width']),
+         V('img_shape', T.INT64, [2]), V('ori_shape', T.INT64, [2])],
+        [V('labels', T.INT64, ['height', 'width'])],
+        initializer=list(win.initializer))
+    model = H.make_model(graph, opset_imports=list(window.opset_import))
+    model.ir_version = window.ir_version
+    return model
