@@ -192,8 +192,8 @@ def test_bad_input_is_one_error_line(det_setup, tmp_path, case, capsys):
 
 def test_checkpoint_of_another_config_is_refused(det_setup, tmp_path):
     # A V1 checkpoint given with the V2 config of the same detector: the
-    # V2 blocks' GRN weights are missing and layer scale is unexpected
-    # (mmengine's own loader would only warn and predict with random GRN).
+    # V2 blocks' GRN weights are missing and layer scale is unexpected; the
+    # backbone names the versions (on every load path, mmengine's too).
     config, ckpt, _ = det_setup
     v2 = toy_config(tmp_path, 'mask_rcnn_convnextv2_atto_toy')
     image = osp.join(image_folder(tmp_path), 'square.jpg')
@@ -203,7 +203,8 @@ def test_checkpoint_of_another_config_is_refused(det_setup, tmp_path):
     errors = [line for line in proc.stderr.splitlines()
               if line.startswith('error: ')]
     assert len(errors) == 1, proc.stderr[-3000:]
-    assert 'does not fit config' in errors[0] and 'grn' in errors[0]
+    assert 'does not fit config' in errors[0]
+    assert "are ConvNeXt V1" in errors[0] and "use type='ConvNeXt'" in errors[0]
     assert 'Traceback' not in proc.stderr
 
 
