@@ -410,6 +410,7 @@ def test_deploy_errors(tmp_path):
         ([seg, '--out-dir', str(blocked / 'sub')],
          'cannot create --out-dir'),
         ([seg, '--fp16'], '--fp16'),
+        ([seg, '--int8'], '--int8 and --calib DIR go together'),
     )
     for args, expected in cases:
         argv = [TOY_MASK_RCNN, *args]
@@ -457,6 +458,29 @@ def test_unsupported_model_is_named():
     assert str(exc.value).startswith(
         'cannot express model.rpn_head (RPNHead) in one ONNX graph: box '
         'coder TBLRBBoxCoder')
+
+
+# ------------------------------------------------------------------- int8
+def test_int8_bundle(tmp_path, images, blocker):
+    """--int8 --calib: onnxruntime's static quantization (QDQ, standard
+    operators) of the bundle's graph, calibrated on a folder of images;
+    the bundle then predicts with it, in isolation; its agreement is
+    reported, not enforced."""
+    ckpt = random_checkpoint(TOY_UPERNET, None, str(tmp_path / 'r.pth'))
+    report = deploy(TOY_UPERNET, ckpt, str(tmp_path / 'bundle'), images[:2],
+                    repeat=0, int8_calib=osp.dirname(images[0]))
+    assert not report['disagreements']  # the fp32 graph's
+    int8 = report['int8']
+    assert int8['calib_images'] == len(SIZES)
+    assert int8['quantized']['QuantizeLinear'] > 0
+    assert 0.0 <= int8['agreement'] <= 1.0 and len(int8['images']) == 2
+    with open(tmp_path / 'bundle' / 'bundle.json') as f:
+        assert json.load(f)['graph'] == 'end2end_int8.onnx'
+    check_graph(str(tmp_path / 'bundle' / 'end2end_int8.onnx'))
+    proc = run_isolated(blocker, ['bundle/predict.py', images[2],
+                                  '--out-dir', 'out'], str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert osp.isfile(tmp_path / 'out' / 'preds' / 'img_300x180.png')
 
 
 # ------------------------------------------------------------------- fp16

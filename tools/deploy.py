@@ -54,6 +54,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--fp16', action='store_true',
         help='not available for the bundle yet (docs/deploy.md)')
+    parser.add_argument(
+        '--int8', action='store_true',
+        help='also quantize the graph to int8 (onnxruntime static '
+        'quantization, QDQ) calibrated on --calib; the bundle then uses '
+        'it, its agreement and latency go to report.json (int8)')
+    parser.add_argument('--calib', metavar='DIR',
+                        help='folder of calibration images for --int8')
     parser.add_argument('--repeat', type=int, default=3,
                         help='timed runs per runtime for latency_ms (median; '
                         '0: no timing)')
@@ -69,6 +76,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.fp16:
         sys.exit('error: --fp16 is not built for the self-contained graph '
                  'yet: the bundle is fp32 (docs/deploy.md)')
+    if args.int8 != bool(args.calib):
+        sys.exit('error: --int8 and --calib DIR go together (DIR: images '
+                 'like those the bundle will see)')
     from tools.lib.deploy import DEFAULT_OPSET, DeployError, deploy
     logging.getLogger('mmengine').setLevel(logging.WARNING)
     try:
@@ -80,12 +90,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             shape=tuple(args.shape) if args.shape else None,
             opset=args.opset or DEFAULT_OPSET,
             cfg_options=args.cfg_options,
-            repeat=args.repeat)
+            repeat=args.repeat,
+            int8_calib=args.calib)
     except DeployError as err:
         sys.exit(f'error: {err}')
     summary = {k: report[k] for k in ('task', 'agreement', 'latency_ms',
                                       'export_s')}
     summary['bundle_mb'] = report['bundle']['mb']
+    if 'int8' in report:
+        summary['int8'] = {k: report['int8'][k]
+                           for k in ('agreement', 'latency_ms', 'mb')}
     print(json.dumps(summary))
     print(f"bundle: {args.out_dir} (python {osp.join(args.out_dir, 'predict.py')}"
           ' IMAGE... --out-dir DIR); report: '

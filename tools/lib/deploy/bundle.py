@@ -166,16 +166,92 @@ def write_bundle(out_dir: str, cfg: Any, model: nn.Module, data: dict,
     return info
 
 
-def load_predictor(out_dir: str, threads: Optional[int] = None) -> Any:
-    """The bundle's own ``predict.py`` (the copy in ``out_dir``, not this
-    package's module) and its ``Predictor`` on the bundle (CPU)."""
+#: What the int8 graph quantizes; LayerNorm, GRN, box decoding, NMS,
+#: RoIAlign and the resizes stay fp32.
+INT8_OPS = ('Conv', 'MatMul', 'Gemm')
+INT8_GRAPH = 'end2end_int8.onnx'
+
+
+def quantize_int8(out_dir: str, calib_dir: str,
+                  max_images: int = 64) -> Dict[str, Any]:
+    """Quantize the bundle's graph with onnxruntime's static quantization
+    (QDQ format: standard ``QuantizeLinear`` / ``DequantizeLinear``,
+    int8 weights per channel, int8 activations calibrated on the images of
+    ``calib_dir`` preprocessed by the bundle itself) into
+    :data:`INT8_GRAPH`, which ``bundle.json`` then names (the fp32 graph
+    stays beside it). Only :data:`INT8_OPS` are quantized, outside
+    ``Loop`` bodies (soft-NMS, sliding windows stay fp32).
+
+    Returns:
+        dict: ``calib_images``, ``mb``, ``quantized`` (node counts by op).
+
+    Raises:
+        DeployError: No readable image in ``calib_dir``, or onnxruntime's
+            quantization failed.
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
+                                          QuantType, quantize_static)
+    module = bundle_module(out_dir)
+    predictor = module.Predictor(out_dir,
+                                 providers=['CPUExecutionProvider'])
+    try:
+        files = module.collect_images([calib_dir])[:max_images]
+    except module.BundleError as err:
+        raise DeployError(f'--calib: {err}') from None
+    feeds = [predictor.feeds(image)[0] for image in
+             (module.read_image(f) for f in files) if image is not None]
+    if not feeds:
+        raise DeployError(f'--calib {calib_dir!r}: no image could be read')
+
+    class Reader(CalibrationDataReader):
+
+        def __init__(self) -> None:
+            self.feeds = iter(feeds)
+
+        def get_next(self) -> Optional[Dict[str, Any]]:
+            return next(self.feeds, None)
+
+    with open(osp.join(out_dir, BUNDLE_JSON)) as f:
+        spec = json.load(f)
+    source = osp.join(out_dir, spec['graph'])
+    target = osp.join(out_dir, INT8_GRAPH)
+    try:
+        quantize_static(source, target, Reader(),
+                        quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(INT8_OPS),
+                        activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True,
+                        extra_options=dict(ActivationSymmetric=True))
+    except Exception as err:  # noqa: BLE001 - onnxruntime's, reported
+        raise DeployError(f'int8 quantization failed: {type(err).__name__}: '
+                          f'{err}') from err
+    spec['graph'] = INT8_GRAPH
+    spec['precision'] = 'int8'
+    with open(osp.join(out_dir, BUNDLE_JSON), 'w') as f:
+        json.dump(spec, f, indent=1)
+    graph = onnx.load(target).graph
+    quantized = {op: sum(1 for n in graph.node if n.op_type == op)
+                 for op in ('QuantizeLinear', 'DequantizeLinear')}
+    return dict(calib_images=len(feeds), quantized=quantized,
+                mb=round(osp.getsize(target) / 2**20, 2))
+
+
+def bundle_module(out_dir: str) -> Any:
+    """The bundle's own ``predict.py`` as a module (the copy in
+    ``out_dir``, not this package's)."""
     spec = importlib.util.spec_from_file_location(
         f'bundle_predict_{abs(hash(out_dir))}', osp.join(out_dir,
                                                           'predict.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.Predictor(out_dir, threads,
-                            providers=['CPUExecutionProvider'])
+    return module
+
+
+def load_predictor(out_dir: str, threads: Optional[int] = None) -> Any:
+    """The bundle's ``Predictor`` (:func:`bundle_module`) on CPU."""
+    return bundle_module(out_dir).Predictor(
+        out_dir, threads, providers=['CPUExecutionProvider'])
 
 
 def check_out_dir(out_dir: str) -> None:

@@ -322,8 +322,7 @@ class DenseGraph(nn.Module):
             cls = cls[0].permute(1, 2, 0).reshape(-1, classes)
             scores = cls.sigmoid() if head.use_sigmoid_cls else \
                 cls.softmax(-1)[:, :-1]
-            per_class = scores.shape[1] if not torch.onnx.is_in_onnx_export() \
-                else shape_of(scores, 1)
+            per_class = shape_of(scores, 1)
             flat = scores.reshape(-1)
             valid = (flat > cfg.get('score_thr', 0)).nonzero().squeeze(1)
             flat = flat[valid]
@@ -352,6 +351,16 @@ class DenseGraph(nn.Module):
 
 
 # ------------------------------------------------------- segmentor graph
+def input_sized_logits(model: nn.Module,
+                       inputs: torch.Tensor) -> torch.Tensor:
+    """mmseg's ``encode_decode``: the decode head's logits resized to the
+    input's size (``decode_head.predict_by_feat``)."""
+    logits = model.decode_head(model.extract_feat(inputs))
+    size = torch.stack([shape_of(inputs, 2), shape_of(inputs, 3)]) if \
+        torch.onnx.is_in_onnx_export() else torch.tensor(inputs.shape[2:])
+    return ResizeTo.apply(logits, size, bool(model.decode_head.align_corners))
+
+
 class SegmentorGraph(nn.Module):
     """mmseg ``EncoderDecoder.predict`` for one image: ``whole`` inference
     at any size, or ``slide`` inference unrolled for the export's input
@@ -379,11 +388,7 @@ class SegmentorGraph(nn.Module):
             logits = m.slide_inference(
                 inputs, [dict(img_shape=size, ori_shape=size)])
         else:
-            logits = m.decode_head(m.extract_feat(inputs))
-            hw = torch._shape_as_tensor(inputs)[2:] if \
-                torch.onnx.is_in_onnx_export() else \
-                torch.tensor(inputs.shape[2:])
-            logits = ResizeTo.apply(logits, hw, align)
+            logits = input_sized_logits(m, inputs)
         logits = logits[:, :, :img_shape[0], :img_shape[1]]
         logits = ResizeTo.apply(logits, ori_shape, align)
         return logits[0].argmax(0)
@@ -401,12 +406,7 @@ class WindowGraph(nn.Module):
         SegmentorGraph(model, static=True)  # the same checks
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        logits = m.decode_head(m.extract_feat(inputs))
-        hw = torch._shape_as_tensor(inputs)[2:] if \
-            torch.onnx.is_in_onnx_export() else \
-            torch.tensor(inputs.shape[2:])
-        return ResizeTo.apply(logits, hw, bool(m.decode_head.align_corners))
+        return input_sized_logits(self.model, inputs)
 
 
 def end2end_graph(model: nn.Module, static: bool) -> nn.Module:

@@ -173,7 +173,8 @@ def topk_count(k: int, n: Any) -> Any:
 def shape_of(x: torch.Tensor, dim: int) -> Any:
     """``x.shape[dim]``: a traced tensor while exporting, else an int."""
     if tracing():
-        return torch._shape_as_tensor(x)[dim]
+        from torch.onnx.operators import shape_as_tensor
+        return shape_as_tensor(x)[dim]
     return x.shape[dim]
 
 

@@ -15,7 +15,7 @@ import os.path as osp
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from ..cfg_walk import config_scope
 from ..errors import ConfigPrepareError
 from ..weights import CheckpointFileError, build_trained_model
 from .bundle import (check_out_dir, load_predictor, num_classes,
-                     write_bundle)
+                     quantize_int8, write_bundle)
 from .compare import (IOU, MIN_AGREEMENT, SCORE_TOL, agreement,
                       disagreements, reference_predictions)
 from .export import DEFAULT_OPSET, DeployError, ExportResult, export_model
@@ -253,6 +253,39 @@ def _bundle_image(image: Any) -> Any:
     return array
 
 
+def _compare(model: nn.Module, predictor: Any, images: Sequence[Any],
+             batches: Sequence[dict], repeat: int,
+             references: List[Any]) -> Tuple[List[dict], List[float],
+                                              List[float]]:
+    """Each image through ``test_step`` (kept in ``references``, computed
+    once) and the bundle; agreement and, with ``repeat``, latencies."""
+    per_image, pytorch_ms, bundle_ms = [], [], []
+    for i, (img, data) in enumerate(zip(images, batches)):
+        if len(references) <= i:
+            with torch.no_grad():
+                references.append(model.test_step(copy.deepcopy(data))[0])
+            if repeat > 0:
+                pytorch_ms.append(_median_ms(
+                    lambda: model.test_step(copy.deepcopy(data)), repeat))
+        ref = references[i]
+        res = dict(image=_image_name(img),
+                   input_shape=list(ref.metainfo.get('batch_input_shape',
+                                                     ref.metainfo.get(
+                                                         'img_shape', ()))))
+        array = _bundle_image(img)
+        try:
+            got = predictor(array)
+        except Exception as err:  # noqa: BLE001 - the bundle's refusal
+            res.update(agreement=0.0, error=str(err))
+            per_image.append(res)
+            continue
+        res.update(agreement(reference_predictions(ref), got))
+        per_image.append(res)
+        if repeat > 0:
+            bundle_ms.append(_median_ms(lambda: predictor(array), repeat))
+    return per_image, pytorch_ms, bundle_ms
+
+
 def deploy(config: str,
            checkpoint: Optional[str],
            out_dir: str,
@@ -260,7 +293,8 @@ def deploy(config: str,
            shape: Optional[Tuple[int, int]] = None,
            opset: int = DEFAULT_OPSET,
            cfg_options: Optional[Dict[str, Any]] = None,
-           repeat: int = 3) -> Dict[str, Any]:
+           repeat: int = 3,
+           int8_calib: Optional[str] = None) -> Dict[str, Any]:
     """Write the bundle, run every image through the PyTorch model's
     ``test_step`` and the bundle's ``predict.py``, compare, and write
     ``out_dir/report.json``.
@@ -276,6 +310,11 @@ def deploy(config: str,
         opset (int): ONNX opset. Defaults to 17.
         cfg_options (dict, optional): ``--cfg-options``.
         repeat (int): Timed runs per way (median). Defaults to 3.
+        int8_calib (str, optional): A folder of calibration images: the
+            bundle's graph is then quantized to int8
+            (:func:`.bundle.quantize_int8`), its agreement and latency
+            reported under ``int8`` (the exit status stays the fp32
+            graph's). Defaults to None.
 
     Returns:
         dict: The report (also written to ``report.json``), with
@@ -293,28 +332,9 @@ def deploy(config: str,
     info = write_bundle(out_dir, cfg, model, batches[0],
                         dataset_meta(cfg, model, ckpt), shape, opset, source)
     predictor = load_predictor(out_dir, torch.get_num_threads())
-    per_image, latency = [], dict(pytorch=[], bundle=[])
-    for img, data in zip(images, batches):
-        with torch.no_grad():
-            ref = model.test_step(copy.deepcopy(data))[0]
-        res = dict(image=_image_name(img),
-                   input_shape=list(ref.metainfo.get('batch_input_shape',
-                                                     ref.metainfo.get(
-                                                         'img_shape', ()))))
-        array = _bundle_image(img)
-        try:
-            got = predictor(array)
-        except Exception as err:  # noqa: BLE001 - the bundle's refusal
-            res.update(agreement=0.0, error=str(err))
-            per_image.append(res)
-            continue
-        res.update(agreement(reference_predictions(ref), got))
-        per_image.append(res)
-        if repeat > 0:
-            latency['pytorch'].append(_median_ms(
-                lambda: model.test_step(copy.deepcopy(data)), repeat))
-            latency['bundle'].append(_median_ms(lambda: predictor(array),
-                                                repeat))
+    references: List[Any] = []
+    per_image, pytorch_ms, bundle_ms = _compare(model, predictor, images,
+                                                batches, repeat, references)
     report = dict(
         task='segmentation' if predictor.task == 'seg' else 'detection',
         config=config,
@@ -322,7 +342,7 @@ def deploy(config: str,
         agreement=min(r['agreement'] for r in per_image),
         thresholds=dict(min_agreement=MIN_AGREEMENT, iou=IOU,
                         score_tol=SCORE_TOL),
-        latency_ms=dict(pytorch=latency['pytorch'], bundle=latency['bundle'],
+        latency_ms=dict(pytorch=pytorch_ms, bundle=bundle_ms,
                         repeat=repeat, threads=torch.get_num_threads()),
         export_s=round(info['seconds'], 2),
         bundle=dict(files={k: round(v / 2**20, 3)
@@ -336,6 +356,14 @@ def deploy(config: str,
         images=per_image,
         versions=source['versions'],
         date=source['date'])
+    if int8_calib is not None:
+        int8 = quantize_int8(out_dir, int8_calib)
+        predictor = load_predictor(out_dir, torch.get_num_threads())
+        int8_images, _, int8_ms = _compare(model, predictor, images, batches,
+                                           repeat, references)
+        report['int8'] = dict(int8, images=int8_images, latency_ms=int8_ms,
+                              agreement=min(r['agreement']
+                                            for r in int8_images))
     report['disagreements'] = disagreements(per_image)
     with open(osp.join(out_dir, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
