@@ -381,6 +381,24 @@ def test_bundle_bad_inputs(tmp_path, images, blocker):
             proc.stderr
 
 
+def test_deploy_skips_damaged_image(tmp_path, images, capsys):
+    """tools/deploy.py: a damaged --image is skipped with one error line
+    (status 1), the others are checked; with none left, one error line."""
+    ckpt = random_checkpoint(TOY_UPERNET, None, str(tmp_path / 'r.pth'))
+    damaged = tmp_path / 'damaged.png'
+    damaged.write_bytes(open(images[1], 'rb').read()[:60])
+    argv = [TOY_UPERNET, ckpt, '--out-dir', str(tmp_path / 'b'), '--repeat',
+            '0', '--image']
+    assert main(argv + [images[0], str(damaged)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines()
+              if line.startswith('error:')]
+    assert len(errors) == 1 and 'could not be decoded' in errors[0]
+    with pytest.raises(SystemExit) as exc:
+        main(argv + [str(damaged)])
+    assert str(exc.value.code).startswith(
+        'error: no image to check the bundle on')
+
+
 def test_rle_matches_pycocotools():
     from pycocotools import mask as mask_util
 

@@ -104,13 +104,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"bundle: {args.out_dir} (python {osp.join(args.out_dir, 'predict.py')}"
           ' IMAGE... --out-dir DIR); report: '
           f"{osp.join(args.out_dir, 'report.json')}")
+    for line in report['skipped']:
+        print(f'error: {line}', file=sys.stderr)
     if report['disagreements']:
         print('the bundle disagrees with PyTorch (agreement < '
               f"{report['thresholds']['min_agreement']}):", file=sys.stderr)
         for line in report['disagreements']:
             print(f'  {line}', file=sys.stderr)
         return 1
-    return 0
+    return 1 if report['skipped'] else 0
 
 
 if __name__ == '__main__':

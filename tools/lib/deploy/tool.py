@@ -242,11 +242,18 @@ def _image_name(image: Any) -> str:
 
 def _bundle_image(image: Any) -> Any:
     """What the bundle's predictor takes: a BGR array (a file read as
-    ``predict.py`` reads it)."""
+    ``predict.py`` reads it).
+
+    Raises:
+        DeployError: A missing file, or one that cannot be decoded.
+    """
     if not isinstance(image, str):
         return image
     import cv2
-    array = cv2.imdecode(np.fromfile(image, np.uint8), cv2.IMREAD_COLOR)
+    if not osp.isfile(image):
+        raise DeployError(f'image {image!r} does not exist')
+    data = np.fromfile(image, np.uint8)
+    array = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if array is None:
         raise DeployError(f'image {image!r} could not be decoded (a '
                           'damaged or truncated image?)')
@@ -325,6 +332,16 @@ def deploy(config: str,
     model, ckpt = trained_model(cfg, checkpoint)
     images = list(images) or [synthetic_image(s, i)
                               for i, s in enumerate(SYNTHETIC_SIZES)]
+    skipped = []
+    for img in [i for i in images if isinstance(i, str)]:
+        try:
+            _bundle_image(img)
+        except DeployError as err:
+            skipped.append(f'{err}; skipped')
+            images.remove(img)
+    if not images:
+        raise DeployError('no image to check the bundle on: ' +
+                          '; '.join(skipped))
     batches = [test_batch(cfg, img) for img in images]
     source = dict(config=osp.abspath(config), checkpoint=checkpoint,
                   date=datetime.date.today().isoformat(),
@@ -354,6 +371,7 @@ def deploy(config: str,
         dynamic=shape is None,
         shape=list(shape) if shape else None,
         images=per_image,
+        skipped=skipped,
         versions=source['versions'],
         date=source['date'])
     if int8_calib is not None:
