@@ -180,7 +180,8 @@ def run(config, tmp_path, images, blocker, options=None, init_weights=False,
                              init_weights)
     report = deploy(config, ckpt, str(tmp_path / 'bundle'), images[:1],
                     cfg_options=options, repeat=0, **kwargs)
-    for name in ('end2end.onnx', 'bundle.json', 'predict.py', 'report.json'):
+    for name in ('end2end.onnx', 'bundle.json', 'predict.py', 'README.md',
+                 'report.json'):
         assert osp.isfile(tmp_path / 'bundle' / name), name
     assert not report['disagreements'], report['disagreements']
     check_graph(str(tmp_path / 'bundle' / 'end2end.onnx'))
@@ -319,10 +320,10 @@ def test_upernet_v2_slide_any_size(tmp_path, images, blocker):
 
 
 def test_slide_static_refuses_other_sizes(tmp_path, images, blocker):
-    """--shape: the windows unrolled for one input size; the bundle names
-    the --shape another image would need."""
-    options = {'model.test_cfg': dict(mode='slide', crop_size=(128, 128),
-                                      stride=(85, 85))}
+    """--shape: the windows unrolled for one input size (2 here); the
+    bundle names the --shape another image would need."""
+    options = {'model.test_cfg': dict(mode='slide', crop_size=(160, 256),
+                                      stride=(120, 256))}
     ckpt = random_checkpoint(TOY_UPERNET, options, str(tmp_path / 'r.pth'))
     same = [images[0], str(tmp_path / 'same_size.png')]
     cv2.imwrite(same[1], synthetic_image(SIZES[0], 7))

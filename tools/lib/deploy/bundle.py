@@ -161,9 +161,47 @@ def write_bundle(out_dir: str, cfg: Any, model: nn.Module, data: dict,
         json.dump(bundle, f, indent=1)
     shutil.copyfile(osp.join(osp.dirname(__file__), 'predict.py'),
                     osp.join(out_dir, 'predict.py'))
+    with open(osp.join(out_dir, 'README.md'), 'w') as f:
+        f.write(bundle_readme(bundle))
     info['files'] = {name: osp.getsize(osp.join(out_dir, name))
-                     for name in (END2END, BUNDLE_JSON, 'predict.py')}
+                     for name in (END2END, BUNDLE_JSON, 'predict.py',
+                                  'README.md')}
     return info
+
+
+def bundle_readme(bundle: Dict[str, Any]) -> str:
+    """The bundle's README: how to run it, what goes in and comes out."""
+    det = bundle['task'] == 'det'
+    outputs = ('`boxes` (D, 4) x1 y1 x2 y2 in original-image pixels, '
+               '`scores` (D,), `labels` (D,) int64' +
+               (', `masks` (D, 28, 28) mask probabilities over each box '
+                '(pasted by predict.py)' if 'masks' in bundle['outputs']
+                else '') if det else
+               '`labels` (h, w) int64: the label map at the original size')
+    inputs = ('`inputs` (1, 3, H, W) float32, `img_shape` (2,) float32 [h, '
+              'w] of the resized image, `scale_factor` (2,) float32 [w, h] '
+              'resized / original' if det else
+              '`inputs` (1, 3, H, W) float32, `img_shape` and `ori_shape` '
+              '(2,) int64 [h, w] of the resized and the original image')
+    static = bundle['preprocess'].get('static_input')
+    size = f'; exactly {static[0]} x {static[1]}' if static else ''
+    return f"""# ConvNeXt {'detector' if det else 'segmentor'} bundle
+
+Runs with onnxruntime, numpy and OpenCV only:
+
+    pip install onnxruntime numpy opencv-python-headless
+    python predict.py IMAGE_OR_FOLDER... --out-dir OUT [--score-thr 0.3]
+
+Writes `OUT/preds/<image>.json`{'' if det else ', `OUT/preds/<image>.png`'} and
+`OUT/vis/<image>.jpg`. From Python: `from predict import Predictor;
+Predictor('.')(bgr_image)`.
+
+- `{bundle['graph']}`: one image per call; inputs {inputs} (resized,
+  normalised and padded as `bundle.json`'s `preprocess` says{size});
+  outputs {outputs}.
+- `bundle.json`: preprocessing, {len(bundle['classes'])} classes, palette,
+  provenance.
+"""
 
 
 #: What the int8 graph quantizes; LayerNorm, GRN, box decoding, NMS,
@@ -230,6 +268,8 @@ def quantize_int8(out_dir: str, calib_dir: str,
     spec['precision'] = 'int8'
     with open(osp.join(out_dir, BUNDLE_JSON), 'w') as f:
         json.dump(spec, f, indent=1)
+    with open(osp.join(out_dir, 'README.md'), 'w') as f:
+        f.write(bundle_readme(spec))
     graph = onnx.load(target).graph
     quantized = {op: sum(1 for n in graph.node if n.op_type == op)
                  for op in ('QuantizeLinear', 'DequantizeLinear')}
