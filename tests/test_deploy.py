@@ -265,10 +265,11 @@ def test_degenerate_detections(tmp_path, images, blocker):
         assert [r['exported'] for r in report['isolated']] == [count] * 2
 
 
-def swapped_config(tmp_path, framework, path, scale):
+def swapped_config(tmp_path, framework, path, scale, narrow=True):
     from convnext_backbone import swap_backbone
     cfg = swap_backbone(shipped(framework, path), 'atto')
-    cfg.merge_from_dict(narrowed_heads(cfg.model))
+    if narrow:
+        cfg.merge_from_dict(narrowed_heads(cfg.model))
     pipeline = cfg.test_dataloader.dataset.pipeline
     for step in pipeline:
         if step['type'] == 'Resize':
@@ -294,6 +295,28 @@ def test_swap_retinanet(tmp_path, images, blocker):
     report = run(config, tmp_path, images, blocker, options,
                  init_weights=True)
     check_detections(report)
+
+
+@pytest.mark.parametrize('path,narrow,options', [
+    ('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', True,
+     {'model.test_cfg.rcnn.score_thr': 0.0,
+      'model.test_cfg.rpn.max_per_img': 100}),
+    ('fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', False,
+     {'model.test_cfg.score_thr': 0.0, 'model.bbox_head.stacked_convs': 1,
+      'model.bbox_head.init_cfg': dict(type='Normal', layer='Conv2d',
+                                       std=0.01)}),
+], ids=['faster_rcnn', 'fcos'])
+def test_swap_other_detectors(tmp_path, images, path, narrow, options):
+    """Paths the other detector tests do not take: no mask head (NMS on
+    boxes rescaled to the original image), points with distance decoding
+    and centerness (FCOS's GroupNorm head kept at full width). In-process
+    bundle against test_step."""
+    config = swapped_config(tmp_path, 'mmdet', path, (320, 256), narrow)
+    ckpt = random_checkpoint(config, options, str(tmp_path / 'r.pth'), True)
+    report = deploy(config, ckpt, str(tmp_path / 'bundle'), images[:2],
+                    cfg_options=options, repeat=0)
+    assert not report['disagreements'], report['disagreements']
+    assert [r['reference'] for r in report['images']] == [100, 100]
 
 
 # ------------------------------------------------------------ segmentors
