@@ -31,8 +31,9 @@ from mmengine.config import DictAction  # noqa: E402
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Export a ConvNeXt detector / segmentor to ONNX and '
-        'compare onnxruntime with PyTorch')
+        description='Export a ConvNeXt detector / segmentor to a bundle '
+        '(one ONNX graph, bundle.json, predict.py) and compare it with '
+        'PyTorch')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', required=True,
@@ -45,10 +46,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     size.add_argument(
         '--shape', nargs=2, type=int, metavar=('H', 'W'),
         help='static graph: inputs of exactly H x W after the test '
-        'pipeline and padding (needed for slide-mode segmentors); the '
-        'bundle refuses other sizes')
+        'pipeline and padding; the bundle refuses other sizes')
     size.add_argument('--dynamic', action='store_true',
-                      help='dynamic batch, height and width (the default)')
+                      help='dynamic height and width (the default)')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default 17)')
     parser.add_argument(
