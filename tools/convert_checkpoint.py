@@ -68,22 +68,23 @@ def convert(checkpoint: dict, prefix=None, add_prefix: str = ''):
              for k, v in unwrap_state_dict(checkpoint).items()}
     whole = (prefix is None and not add_prefix
              and any(k.startswith(DENSE_PARTS) for k in state))
-    if not convert_to_convnext(state, prefix=prefix):
+    out = convert_to_convnext(state, prefix=prefix)
+    if not out:
         raise CheckpointError('it holds no ConvNeXt weights (first keys: '
                               f"{', '.join(list(state)[:5])})")
     if whole:
-        out, layout, changed = rename_backbone_keys(state, 'backbone.')
+        whole_state, layout, changed = rename_backbone_keys(state,
+                                                            'backbone.')
         found = (f'a whole detector / segmentor checkpoint, backbone in the '
                  f'{layout} layout ({LAYOUTS[layout]}): {changed} tensors '
-                 f'converted, {len(out)} written')
-        result = {'state_dict': out}
+                 f'converted, {len(whole_state)} written')
+        result = {'state_dict': whole_state}
         if isinstance(checkpoint.get('meta'), dict):
             result['meta'] = checkpoint['meta']
         return result, found
     layout = detect_layout(
         k[len('backbone.'):] if k.startswith('backbone.') else k
         for k in state)
-    out = convert_to_convnext(state, prefix=prefix)
     found = (f'a backbone checkpoint in the {layout} layout '
              f'({LAYOUTS[layout]}): {len(out)} backbone tensors written')
     return {'state_dict': {add_prefix + k: v for k, v in out.items()}}, found
