@@ -35,7 +35,6 @@ from tools.lib.deploy import (DeployError, build_model, deploy,  # noqa: E402
 from tools.lib.deploy import test_batch as make_batch  # noqa: E402
 from tools.lib.deploy.compare import (agreement,  # noqa: E402
                                       reference_predictions)
-from tools.lib.deploy.export import export_model  # noqa: E402
 
 # (250, 320) -> 200 x 256 in the toy pipelines (padded to 224 x 256 for the
 # detectors); (200, 200) -> 256 x 256; (300, 180) -> 256 x 154 (padded to
@@ -439,7 +438,7 @@ def test_rle_matches_pycocotools():
 def test_deploy_errors(tmp_path):
     """One error line each: a missing checkpoint, a text file given as the
     checkpoint, a checkpoint of another model, an --out-dir that cannot be
-    created, --fp16."""
+    created, --int8 without --calib."""
     text = tmp_path / 'notes.pth'
     text.write_text('these are notes, not weights\n')
     blocked = tmp_path / 'a_file'
@@ -451,7 +450,6 @@ def test_deploy_errors(tmp_path):
         ([seg], 'does not fit config'),
         ([seg, '--out-dir', str(blocked / 'sub')],
          'cannot create --out-dir'),
-        ([seg, '--fp16'], '--fp16'),
         ([seg, '--int8'], '--int8 and --calib DIR go together'),
     )
     for args, expected in cases:
@@ -526,24 +524,36 @@ def test_int8_bundle(tmp_path, images, blocker):
 
 
 # ------------------------------------------------------------------- fp16
-def test_fp16_keeps_layernorm_and_grn_statistics_fp32(tmp_path):
-    """In an fp16 export of a V2 model's networks (the benchmark's
-    onnxruntime row), every LayerNormalization and every GRN reduction
-    reads fp32, the convolutions fp16."""
+def test_fp16_bundle(tmp_path, images, blocker):
+    """--fp16 on a V2 model: the networks in fp16, every LayerNormalization
+    and GRN reduction reading fp32, RoiAlign / NMS and the graph's inputs
+    and outputs in fp32; the bundle predicts with it, in isolation; its
+    agreement is reported, not enforced."""
     import onnx
     config = osp.join(CONFIG_DIR, 'toy', 'mask_rcnn_convnextv2_atto_toy.py')
-    cfg = load_config(config)
-    model = build_model(cfg, None)
-    result = export_model(model, cfg, torch.zeros(1, 3, 64, 64),
-                          str(tmp_path / 'onnx'), fp16=True)
-    graph = onnx.shape_inference.infer_shapes(
-        onnx.load(result.files['end2end'])).graph
+    ckpt = random_checkpoint(config, None, str(tmp_path / 'r.pth'))
+    report = deploy(config, ckpt, str(tmp_path / 'bundle'), images[:2],
+                    repeat=0, fp16=True)
+    assert not report['disagreements']  # the fp32 graph's
+    fp16 = report['fp16']
+    assert 0.0 <= fp16['agreement'] <= 1.0 and len(fp16['images']) == 2
+    assert fp16['fp16_nodes']['Conv'] > 0
+    assert not {'RoiAlign', 'NonMaxSuppression', 'TopK'} & set(
+        fp16['fp16_nodes'])
+    with open(tmp_path / 'bundle' / 'bundle.json') as f:
+        spec = json.load(f)
+    assert (spec['graph'], spec['precision']) == ('end2end_fp16.onnx',
+                                                  'fp16')
+    path = str(tmp_path / 'bundle' / 'end2end_fp16.onnx')
+    check_graph(path)
+    graph = onnx.shape_inference.infer_shapes(onnx.load(path)).graph
     types = {v.name: v.type.tensor_type.elem_type
              for v in list(graph.value_info) + list(graph.input) +
              list(graph.output)}
     types.update({t.name: t.data_type for t in graph.initializer})
-    fp32, fp16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-    assert types[graph.input[0].name] == fp16
+    fp32, half = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert all(types[v.name] != half for v in
+               list(graph.input) + list(graph.output))
     norms = [n for n in graph.node if n.op_type == 'LayerNormalization']
     grn = [n for n in graph.node
            if '/grn' in n.name and n.op_type.startswith('Reduce')]
@@ -551,7 +561,25 @@ def test_fp16_keeps_layernorm_and_grn_statistics_fp32(tmp_path):
     assert norms and grn and convs
     for node in norms + grn:
         assert types[node.input[0]] == fp32, node.name
-    assert all(types[n.input[0]] == fp16 for n in convs)
+    assert sum(types[n.input[0]] == half for n in convs) > len(convs) // 2
+    proc = run_isolated(blocker, ['bundle/predict.py', images[2],
+                                  '--out-dir', 'out'], str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert osp.isfile(tmp_path / 'out' / 'preds' / 'img_300x180.json')
+
+
+def test_fp16_and_int8_exclusive(tmp_path, capsys):
+    """Each makes the graph the bundle uses: asking for both is refused
+    before anything is exported."""
+    with pytest.raises(DeployError, match='--fp16 and --int8'):
+        deploy(TOY_UPERNET, None, str(tmp_path / 'bundle'), fp16=True,
+               int8_calib=str(tmp_path))
+    with pytest.raises(SystemExit) as exc:
+        main([TOY_UPERNET, '--out-dir', str(tmp_path / 'b'), '--fp16',
+              '--int8', '--calib', str(tmp_path)])
+    assert exc.value.code == 2
+    assert 'not allowed with argument --fp16' in capsys.readouterr().err
+    assert not osp.exists(tmp_path / 'bundle')
 
 
 # ------------------------------------------------- figures of full models

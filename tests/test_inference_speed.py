@@ -304,10 +304,10 @@ def test_runner_tests_with_the_hook_after_loading_weights(toy_ade, tmp_path):
 
 
 def test_benchmark_rows_time_the_same_network(upernet):
-    """benchmark.py model --fast none exact --onnxruntime: every row's
-    tensor path computes eager's logits (the onnxruntime row through the
-    exported graph, not the rebuilt PyTorch model), and the onnxruntime
-    row's time split names the graph."""
+    """benchmark.py model --fast none exact --onnxruntime: the exact row's
+    tensor path computes eager's logits; the onnxruntime row is the
+    deploy bundle (its predictions agree with eager's test_step), and its
+    time split names the graph."""
     pytest.importorskip('onnxruntime')
     from tools.analysis.bench_fast import run_settings
     rows = run_settings(upernet, ['none', 'exact'], seg_batch(), 'mmseg',
@@ -315,8 +315,8 @@ def test_benchmark_rows_time_the_same_network(upernet):
                         onnxruntime=True,
                         cfg=micro_cfg('upernet_convnext_t_512'))
     assert list(rows) == ['none', 'exact', 'onnxruntime']
-    for name in ('exact', 'onnxruntime'):
-        assert rows[name]['tensor_max_rel_error'] <= 1e-4, name
+    assert rows['exact']['tensor_max_rel_error'] <= 1e-4
+    assert rows['onnxruntime']['agreement'] >= 0.99
     assert rows['onnxruntime']['features_max_rel_error'] is None
     assert rows['onnxruntime']['split_ms']['onnx end2end'] > 0
     assert rows['none']['split_ms']['decode_head'] > 0

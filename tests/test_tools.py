@@ -135,6 +135,63 @@ def test_test_tool(trained, tiny_det_config, toy_coco, tmp_path):
         assert len(pickle.load(f)) == 2  # one result per val image
 
 
+def test_test_tool_on_a_deploy_bundle(trained, tiny_det_config, toy_coco,
+                                      tmp_path):
+    """tools/deploy.py's bundle of the trained checkpoint, tested by
+    tools/test.py --bundle with the config's evaluator: the checkpoint's
+    detections in --out, image by image, and its metrics."""
+    pytest.importorskip('onnxruntime')
+    assert trained['proc'].returncode == 0
+    ckpt = osp.join(trained['work_dir'], 'epoch_1.pth')
+    options = ['--cfg-options', *data_args(toy_coco), 'log_level=INFO']
+    bundle = str(tmp_path / 'bundle')
+    proc = run([PYTHON, osp.join(TOOLS, 'deploy.py'), tiny_det_config, ckpt,
+                '--out-dir', bundle, '--repeat', '0', *options])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = {}
+    for name, weights in (('ckpt', [ckpt]), ('bundle', ['--bundle', bundle])):
+        proc = run([PYTHON, osp.join(TOOLS, 'test.py'), tiny_det_config,
+                    *weights, '--work-dir', str(tmp_path / name), '--out',
+                    str(tmp_path / f'{name}.pkl'), *options])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        with open(tmp_path / name / 'metrics.json') as f:
+            metrics[name] = json.load(f)
+    assert 'testing the fp32 bundle' in proc.stdout + proc.stderr
+    results = {}
+    for name in metrics:
+        with open(tmp_path / f'{name}.pkl', 'rb') as f:
+            results[name] = pickle.load(f)
+    assert len(results['bundle']) == len(results['ckpt']) == 2
+    count = 0
+    for got, ref in zip(results['bundle'], results['ckpt']):
+        got, ref = got['pred_instances'], ref['pred_instances']
+        assert got['labels'].tolist() == ref['labels'].tolist()
+        assert torch.allclose(got['scores'], ref['scores'], atol=1e-3)
+        assert torch.allclose(got['bboxes'], ref['bboxes'], atol=1e-2)
+        assert [m['counts'] for m in got['masks']] == \
+            [m['counts'] for m in ref['masks']]
+        count += len(ref['labels'])
+    assert count > 0  # detections to compare
+    assert metrics['bundle'] == metrics['ckpt']
+
+
+@pytest.mark.parametrize('args, expected', [
+    ([], 'give a CHECKPOINT or --bundle DIR'),
+    (['ckpt.pth', '--bundle', 'b'], 'give a CHECKPOINT or --bundle DIR'),
+    (['--bundle', 'b', '--tta'], '--tta changes the PyTorch model'),
+    (['--bundle', 'b', '--fast', 'exact'], '--fast changes'),
+])
+def test_test_tool_weights_arguments(args, expected):
+    proc = run([PYTHON, osp.join(TOOLS, 'test.py'),
+                osp.join(CONFIG_DIR, 'toy', 'mask_rcnn_convnext_atto_toy.py'),
+                *args])
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith('error: ') and expected in lines[-1], \
+        proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+
+
 def test_test_tool_takes_a_zoo_layout_and_refuses_a_partial_one(
         trained, tiny_det_config, toy_coco, tmp_path):
     """The trained checkpoint re-saved as mmdet's / mmseg's zoo files are

@@ -51,10 +51,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='dynamic height and width (the default)')
     parser.add_argument('--opset', type=int, default=None,
                         help='ONNX opset (default 17)')
-    parser.add_argument(
+    lower = parser.add_mutually_exclusive_group()
+    lower.add_argument(
         '--fp16', action='store_true',
-        help='not available for the bundle yet (docs/deploy.md)')
-    parser.add_argument(
+        help='also export the graph with fp16 networks (LayerNorm / GRN '
+        'statistics, box decoding, NMS, RoIAlign in fp32), for GPU '
+        'runtimes; the bundle then uses it, its agreement and latency go '
+        'to report.json (fp16)')
+    lower.add_argument(
         '--int8', action='store_true',
         help='also quantize the graph to int8 (onnxruntime static '
         'quantization, QDQ) calibrated on --calib; the bundle then uses '
@@ -73,9 +77,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    if args.fp16:
-        sys.exit('error: --fp16 is not built for the self-contained graph '
-                 'yet: the bundle is fp32 (docs/deploy.md)')
     if args.int8 != bool(args.calib):
         sys.exit('error: --int8 and --calib DIR go together (DIR: images '
                  'like those the bundle will see)')
@@ -91,15 +92,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             opset=args.opset or DEFAULT_OPSET,
             cfg_options=args.cfg_options,
             repeat=args.repeat,
+            fp16=args.fp16,
             int8_calib=args.calib)
     except DeployError as err:
         sys.exit(f'error: {err}')
     summary = {k: report[k] for k in ('task', 'agreement', 'latency_ms',
                                       'export_s')}
     summary['bundle_mb'] = report['bundle']['mb']
-    if 'int8' in report:
-        summary['int8'] = {k: report['int8'][k]
-                           for k in ('agreement', 'latency_ms', 'mb')}
+    for lower in ('fp16', 'int8'):
+        if lower in report:
+            summary[lower] = {k: report[lower][k]
+                              for k in ('agreement', 'latency_ms', 'mb')}
     print(json.dumps(summary))
     print(f"bundle: {args.out_dir} (python {osp.join(args.out_dir, 'predict.py')}"
           ' IMAGE... --out-dir DIR); report: '

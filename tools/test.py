@@ -3,6 +3,11 @@
     python tools/test.py configs/upernet_convnext_t_512.py ckpt.pth --tta
     bash tools/dist_test.sh configs/mask_rcnn_convnext_t.py ckpt.pth 8
     python tools/test.py configs/upernet_convnext_t_512.py ckpt.pth --fast bf16
+    python tools/test.py configs/mask_rcnn_convnext_t.py --bundle DIR
+
+``--bundle`` tests a bundle of ``tools/deploy.py`` (its ONNX graph with its
+own pre- and post-processing) instead of a checkpoint, on the config's
+test set with the config's evaluator (docs/deploy.md).
 
 The metrics are logged by mmengine (``<work_dir>/<timestamp>/``) and written
 to ``<work_dir>/metrics.json``.
@@ -28,7 +33,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test a ConvNeXt detector or segmentor')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (path or URL)')
+    parser.add_argument(
+        '--bundle', metavar='DIR',
+        help='test the deploy bundle in DIR (tools/deploy.py) instead of a '
+        'checkpoint: the predictions of its graph, in the precision its '
+        'bundle.json names')
     parser.add_argument(
         '--work-dir',
         help='where logs and metrics.json go (default: ./work_dirs/<config>)')
@@ -50,8 +61,20 @@ def parse_args() -> argparse.Namespace:
     return parse_launch_args(parser, 'test')
 
 
+def check_weights_args(args: argparse.Namespace) -> None:
+    """One of CHECKPOINT and ``--bundle``; a bundle is its own model, so
+    ``--tta`` and ``--fast`` do not apply (one ``error:`` line)."""
+    if (args.checkpoint is None) == (args.bundle is None):
+        sys.exit('error: give a CHECKPOINT or --bundle DIR (one of them)')
+    if args.bundle is not None and (args.tta or args.fast):
+        option = '--tta' if args.tta else '--fast'
+        sys.exit(f'error: {option} changes the PyTorch model; with --bundle '
+                 'the graph is tested as tools/deploy.py wrote it')
+
+
 def main() -> None:
     args = parse_args()
+    check_weights_args(args)
     cfg, runner = prepared_runner(
         prepare_test_cfg,
         args,
@@ -61,10 +84,21 @@ def main() -> None:
         tta=args.tta,
         fast=args.fast,
         emulated_bf16=args.emulated_bf16)
-    try:
-        check_checkpoint_fits(runner.model, args.checkpoint, args.config)
-    except CheckpointFileError as err:
-        sys.exit(f'error: {err}')
+    if args.bundle is not None:
+        from tools.lib.deploy.evaluate import BundleModel
+        from tools.lib.deploy.export import DeployError
+        try:
+            runner.model = BundleModel(args.bundle)
+        except DeployError as err:
+            sys.exit(f'error: {err}')
+        runner.logger.info(f'testing the {runner.model.precision} bundle '
+                           f'{args.bundle}')
+    else:
+        try:
+            check_checkpoint_fits(runner.model, args.checkpoint,
+                                  args.config)
+        except CheckpointFileError as err:
+            sys.exit(f'error: {err}')
     metrics = runner.test()
     dump_metrics(metrics, osp.join(cfg.work_dir, 'metrics.json'))
 

@@ -1,11 +1,12 @@
 """The ``model`` mode's ``--fast`` rows: one row per inference setting of a
 whole detector / segmentor (``none`` = eager, and the modes of
 :func:`convnext_backbone.optimize_for_inference`; ``--onnxruntime`` adds the
-exported model), each timed on the tensor path (``mode='tensor'``, the
-network alone) and on the whole prediction (``test_step``: preprocessing,
-sliding windows, post-processing), all in the same interleaved rounds; plus
-where one prediction's time goes (backbone, neck, heads, the rest) and how
-far each row's tensor outputs are from eager's.
+bundle of tools/deploy.py), each timed on the tensor path
+(``mode='tensor'``, the network alone; the bundle's graph) and on the
+whole prediction (``test_step``: preprocessing, sliding windows,
+post-processing), all in the same interleaved rounds; plus where one
+prediction's time goes (backbone, neck, heads, the rest) and how far each
+row's tensor outputs are from eager's.
 """
 import copy
 import tempfile
@@ -32,22 +33,69 @@ PARTS = (('backbone', 'backbone', 'forward'), ('neck', 'neck', 'forward'),
          ('decode_head', 'decode_head', 'predict'))
 
 
+class BundleRow:
+    """The ``onnxruntime`` row: the bundle ``tools/deploy.py`` writes (one
+    self-contained graph, image to predictions; docs/deploy.md) and its
+    ``Predictor``. Its ``tensor`` path is the graph alone on inputs the
+    bundle preprocessed (post-processing included: the graph has it), its
+    ``test_step`` the ``Predictor`` on the batch's images (normalise, pad,
+    the graph, mask pasting; no resize: a benchmark batch is what the test
+    pipeline gives, resized already). Its outputs are predictions, not the
+    networks' tensors: :meth:`agreement` compares them with a row's
+    ``test_step`` as tools/deploy.py does.
+
+    Args:
+        predictor: The bundle's ``Predictor``.
+        images (list[np.ndarray]): The batch's images, BGR ``H x W x 3``.
+    """
+
+    def __init__(self, predictor: object, images: List[object]) -> None:
+        predictor.spec['preprocess']['resize'] = None
+        self.predictor = predictor
+        self.images = images
+        self.feeds = [predictor.feeds(image)[0] for image in images]
+
+    def agreement(self, samples: Sequence[object]) -> float:
+        """The lowest agreement (:func:`tools.lib.deploy.compare.agreement`)
+        of this row's predictions with ``samples`` (a ``test_step``'s)."""
+        from tools.lib.deploy.compare import agreement, reference_predictions
+        return min(agreement(reference_predictions(sample), pred)['agreement']
+                   for sample, pred in zip(samples, self.steps()['test_step']()))
+
+    def steps(self) -> Dict[str, Callable[[], object]]:
+        """:func:`path_steps` of this row."""
+
+        def tensor():
+            return [self.predictor.session.run(None, feeds)
+                    for feeds in self.feeds]
+
+        def test_step():
+            return [self.predictor(image) for image in self.images]
+
+        return dict(tensor=tensor, test_step=test_step,
+                    features=lambda: None)
+
+
 def onnxruntime_row(cfg: Config, model: nn.Module, data: dict,
-                    device: torch.device) -> Tuple[Optional[object], str]:
-    """The ``onnxruntime`` row: a :class:`tools.lib.deploy.runtime.Runtime`
-    of the model's networks exported by tools/deploy.py's code (its pre-
-    and post-processing stay mmdet's / mmseg's), or None and why not."""
+                    device: torch.device) -> Tuple[Optional[BundleRow], str]:
+    """The ``onnxruntime`` row (:class:`BundleRow`: the model exported by
+    tools/deploy.py's code into a temporary bundle), or None and why not."""
     if device.type != 'cpu':
         return None, 'onnxruntime row: CPU only (the CPU execution provider)'
     try:
-        from tools.lib.deploy import export_onnx_runtime
-        runtime, export = export_onnx_runtime(
-            cfg, model, data, tempfile.mkdtemp(prefix='bench_onnx_'),
-            threads=torch.get_num_threads())
+        from tools.lib.deploy import DeployError
+        from tools.lib.deploy.bundle import load_predictor, write_bundle
+        out_dir = tempfile.mkdtemp(prefix='bench_onnx_')
+        write_bundle(out_dir, cfg, model, data, dict(classes=[], palette=[]))
+        predictor = load_predictor(out_dir, torch.get_num_threads())
     except ImportError as exc:
         return None, (f'onnxruntime row not timed: {exc} (make deploy '
                       'installs onnx and onnxruntime)')
-    return runtime, ''
+    except DeployError as exc:  # a model the bundle cannot express
+        return None, f'onnxruntime row not timed: {exc}'
+    images = [image.permute(1, 2, 0).contiguous().numpy()
+              for image in data['inputs']]
+    return BundleRow(predictor, images), ''
 
 
 def converted(model: nn.Module, setting: str) -> nn.Module:
@@ -62,23 +110,17 @@ def path_steps(model: nn.Module, data: dict,
     """The two timed paths of one model on one batch, and ``features``
     (``extract_feat``: backbone and neck), compared but not timed."""
     from mmengine.registry import DefaultScope
-    runtime = model if hasattr(model, 'forward_tensor') else None
-    if runtime is not None:  # the onnxruntime row: the graphs
-        model = runtime.model
+    if isinstance(model, BundleRow):
+        return model.steps()
     with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
         packed = model.data_preprocessor(copy.deepcopy(data), False)
 
     def features():
         with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
-            if runtime is not None:
-                return runtime.features(packed['inputs'])
             return model.extract_feat(packed['inputs'])
 
     def tensor():
         with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
-            if runtime is not None:
-                return runtime.forward_tensor(packed['inputs'],
-                                              packed['data_samples'])
             return model(packed['inputs'], packed['data_samples'],
                          mode='tensor')
 
@@ -135,9 +177,8 @@ def time_split(model: nn.Module, step: Callable[[], object],
         core = core.module
     targets = [(getattr(core, child, None), part, name)
                for part, child, name in PARTS]
-    if hasattr(core, 'graphs'):  # onnxruntime: each graph's session.run
-        targets = [(graph.session, f'onnx {graph_name}', 'run')
-                   for graph_name, graph in core.graphs.items()]
+    if isinstance(core, BundleRow):  # the graph's session.run
+        targets = [(core.predictor.session, 'onnx end2end', 'run')]
     for owner, part, name in targets:
         if owner is not None and hasattr(owner, name):
             patched.append((owner, name, owner.__dict__.get(name)))
@@ -199,6 +240,8 @@ def run_settings(model: nn.Module, settings: Sequence[str], data: dict,
             tensor_max_rel_error=tensor_error(paths['tensor'](),
                                               reference['tensor']),
             split_ms=time_split(row, paths['test_step'], device))
+        if isinstance(row, BundleRow):
+            figures[name]['agreement'] = row.agreement(first['test_step']())
     for name, note in notes.items():
         figures[name] = dict(note=note)
     return figures
@@ -230,6 +273,10 @@ def fast_table(result: Dict[str, object]) -> str:
          'test_step ms', 'features max rel. diff',
          'tensor max rel. diff'] + [f'{p} ms' for p in parts],
         lines)
+    first = next(iter(rows))
     notes = [f'{name}: {row["note"]}' for name, row in rows.items()
              if 'note' in row]
+    notes += [f"{name}: predictions agree with {first}'s test_step at "
+              f"{row['agreement']:.4f} (tools/deploy.py's measure)"
+              for name, row in rows.items() if 'agreement' in row]
     return '\n'.join([table] + notes)

@@ -151,7 +151,7 @@ def write_bundle(out_dir: str, cfg: Any, model: nn.Module, data: dict,
     task = 'seg' if hasattr(model, 'decode_head') else 'det'
     rcnn = (getattr(model, 'test_cfg', None) or {}).get('rcnn') or {}
     bundle = dict(
-        format=BUNDLE_FORMAT, task=task, graph=END2END,
+        format=BUNDLE_FORMAT, task=task, graph=END2END, precision='fp32',
         outputs=info['outputs'], preprocess=spec,
         classes=list(meta['classes']),
         palette=[list(p) for p in meta['palette']],
@@ -167,6 +167,17 @@ def write_bundle(out_dir: str, cfg: Any, model: nn.Module, data: dict,
                      for name in (END2END, BUNDLE_JSON, 'predict.py',
                                   'README.md')}
     return info
+
+
+#: What the bundle's README says of each precision of its graph.
+PRECISION_NOTES = {
+    'fp32': 'fp32',
+    'fp16': 'networks in fp16, LayerNorm / GRN statistics and the '
+    'post-processing in fp32: for GPU runtimes; on a CPU, end2end.onnx '
+    '(fp32) is faster',
+    'int8': 'int8 QDQ convolutions and matrix products, the rest fp32; '
+    'end2end.onnx beside it is the fp32 graph',
+}
 
 
 def bundle_readme(bundle: Dict[str, Any]) -> str:
@@ -196,7 +207,8 @@ Writes `OUT/preds/<image>.json`{'' if det else ', `OUT/preds/<image>.png`'} and
 `OUT/vis/<image>.jpg`. From Python: `from predict import Predictor;
 Predictor('.')(bgr_image)`.
 
-- `{bundle['graph']}`: one image per call; inputs {inputs} (resized,
+- `{bundle['graph']}` ({PRECISION_NOTES[bundle.get('precision', 'fp32')]}):
+  one image per call; inputs {inputs} (resized,
   normalised and padded as `bundle.json`'s `preprocess` says{size});
   outputs {outputs}.
 - `bundle.json`: preprocessing, {len(bundle['classes'])} classes, palette,
@@ -204,77 +216,17 @@ Predictor('.')(bgr_image)`.
 """
 
 
-#: What the int8 graph quantizes; LayerNorm, GRN, box decoding, NMS,
-#: RoIAlign and the resizes stay fp32.
-INT8_OPS = ('Conv', 'MatMul', 'Gemm')
-INT8_GRAPH = 'end2end_int8.onnx'
-
-
-def quantize_int8(out_dir: str, calib_dir: str,
-                  max_images: int = 64) -> Dict[str, Any]:
-    """Quantize the bundle's graph with onnxruntime's static quantization
-    (QDQ format: standard ``QuantizeLinear`` / ``DequantizeLinear``,
-    int8 weights per channel, int8 activations calibrated on the images of
-    ``calib_dir`` preprocessed by the bundle itself) into
-    :data:`INT8_GRAPH`, which ``bundle.json`` then names (the fp32 graph
-    stays beside it). Only :data:`INT8_OPS` are quantized, outside
-    ``Loop`` bodies (soft-NMS, sliding windows stay fp32).
-
-    Returns:
-        dict: ``calib_images``, ``mb``, ``quantized`` (node counts by op).
-
-    Raises:
-        DeployError: No readable image in ``calib_dir``, or onnxruntime's
-            quantization failed.
-    """
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
-                                          QuantType, quantize_static)
-    module = bundle_module(out_dir)
-    predictor = module.Predictor(out_dir,
-                                 providers=['CPUExecutionProvider'])
-    try:
-        files = module.collect_images([calib_dir])[:max_images]
-    except module.BundleError as err:
-        raise DeployError(f'--calib: {err}') from None
-    feeds = [predictor.feeds(image)[0] for image in
-             (module.read_image(f) for f in files) if image is not None]
-    if not feeds:
-        raise DeployError(f'--calib {calib_dir!r}: no image could be read')
-
-    class Reader(CalibrationDataReader):
-
-        def __init__(self) -> None:
-            self.feeds = iter(feeds)
-
-        def get_next(self) -> Optional[Dict[str, Any]]:
-            return next(self.feeds, None)
-
+def name_graph(out_dir: str, graph: str, precision: str) -> None:
+    """Make ``graph`` (a file in ``out_dir``, of ``precision``) the graph
+    ``bundle.json`` and the bundle's README name; the others stay beside
+    it."""
     with open(osp.join(out_dir, BUNDLE_JSON)) as f:
         spec = json.load(f)
-    source = osp.join(out_dir, spec['graph'])
-    target = osp.join(out_dir, INT8_GRAPH)
-    try:
-        quantize_static(source, target, Reader(),
-                        quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(INT8_OPS),
-                        activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, per_channel=True,
-                        extra_options=dict(ActivationSymmetric=True))
-    except Exception as err:  # noqa: BLE001 - onnxruntime's, reported
-        raise DeployError(f'int8 quantization failed: {type(err).__name__}: '
-                          f'{err}') from err
-    spec['graph'] = INT8_GRAPH
-    spec['precision'] = 'int8'
+    spec.update(graph=graph, precision=precision)
     with open(osp.join(out_dir, BUNDLE_JSON), 'w') as f:
         json.dump(spec, f, indent=1)
     with open(osp.join(out_dir, 'README.md'), 'w') as f:
         f.write(bundle_readme(spec))
-    graph = onnx.load(target).graph
-    quantized = {op: sum(1 for n in graph.node if n.op_type == op)
-                 for op in ('QuantizeLinear', 'DequantizeLinear')}
-    return dict(calib_images=len(feeds), quantized=quantized,
-                mb=round(osp.getsize(target) / 2**20, 2))
 
 
 def bundle_module(out_dir: str) -> Any:

@@ -1,10 +1,6 @@
 """The steps of ``tools/deploy.py``: a config and checkpoint to a model,
 images to batches, the bundle (:mod:`.bundle`), and its agreement with the
 PyTorch model's own ``test_step`` (:mod:`.compare`) in ``report.json``.
-
-:func:`export_onnx_runtime` (the networks as separate graphs inside
-mmdet's / mmseg's code, :mod:`.runtime`) serves the onnxruntime rows of the
-benchmark tools.
 """
 import copy
 import datetime
@@ -26,12 +22,11 @@ from ..cfg_options import merge_cfg_options
 from ..cfg_walk import config_scope
 from ..errors import ConfigPrepareError
 from ..weights import CheckpointFileError, build_trained_model
-from .bundle import (check_out_dir, load_predictor, num_classes,
-                     quantize_int8, write_bundle)
+from .bundle import check_out_dir, load_predictor, num_classes, write_bundle
 from .compare import (IOU, MIN_AGREEMENT, SCORE_TOL, agreement,
                       disagreements, reference_predictions)
-from .export import DEFAULT_OPSET, DeployError, ExportResult, export_model
-from .runtime import Runtime, load_runtime
+from .export import DEFAULT_OPSET, DeployError
+from .precision import export_fp16, quantize_int8
 
 #: Side of the synthetic image used when no ``--image`` is given (H, W:
 #: not square, so a test pipeline keeping the aspect ratio pads).
@@ -154,53 +149,6 @@ def test_batch(cfg: Config, image: Any) -> dict:
     return pseudo_collate([Compose(pipeline)(results)])
 
 
-def export_onnx_runtime(cfg: Config,
-                        model: nn.Module,
-                        data: dict,
-                        out_dir: str,
-                        shape: Optional[Tuple[int, int]] = None,
-                        opset: int = DEFAULT_OPSET,
-                        fp16: bool = False,
-                        threads: Optional[int] = None
-                        ) -> Tuple[Runtime, ExportResult]:
-    """Export ``model`` to ONNX in ``out_dir`` and load the graphs into an
-    onnxruntime :class:`~.runtime.Runtime` (the entry point for a
-    benchmark: ``runtime.test_step(data)`` is the exported model's
-    ``model.test_step(data)``).
-
-    Args:
-        cfg (Config): The model's config.
-        model (nn.Module): The detector / segmentor with its weights.
-        data (dict): A ``test_step`` batch (:func:`test_batch`); its
-            preprocessed inputs are the export's example.
-        out_dir (str): Where the graphs go (created).
-        shape (tuple[int, int], optional): Export for this H, W only
-            (static graph). Defaults to None: dynamic batch, H and W.
-        opset (int): ONNX opset. Defaults to 17.
-        fp16 (bool): fp16 graphs (LayerNorm / GRN statistics in fp32).
-            Defaults to False.
-        threads (int, optional): onnxruntime intra-op threads. Defaults to
-            torch's.
-
-    Returns:
-        tuple[Runtime, ExportResult]: The runtime and what was written
-        (files, export seconds).
-    """
-    model.eval()
-    with torch.no_grad():
-        example = model.data_preprocessor(copy.deepcopy(data),
-                                          False)['inputs']
-    if shape is not None:
-        example = torch.zeros(example.shape[0], 3, *shape)
-    elif (getattr(model, 'test_cfg', None) or {}).get('mode') == 'slide':
-        # the graph sees crops; a crop-sized example traces the same graph
-        h, w = model.test_cfg.crop_size
-        example = example[..., :h, :w]
-    result = export_model(model, cfg, example, out_dir,
-                          dynamic=shape is None, opset=opset, fp16=fp16)
-    return load_runtime(out_dir, cfg, threads), result
-
-
 def _median_ms(step: Callable[[], Any], repeat: int) -> float:
     step()  # warm-up
     times = []
@@ -301,6 +249,7 @@ def deploy(config: str,
            opset: int = DEFAULT_OPSET,
            cfg_options: Optional[Dict[str, Any]] = None,
            repeat: int = 3,
+           fp16: bool = False,
            int8_calib: Optional[str] = None) -> Dict[str, Any]:
     """Write the bundle, run every image through the PyTorch model's
     ``test_step`` and the bundle's ``predict.py``, compare, and write
@@ -317,16 +266,22 @@ def deploy(config: str,
         opset (int): ONNX opset. Defaults to 17.
         cfg_options (dict, optional): ``--cfg-options``.
         repeat (int): Timed runs per way (median). Defaults to 3.
+        fp16 (bool): Also export the fp16 graph
+            (:func:`.precision.export_fp16`), which the bundle then uses;
+            its agreement and latency are reported under ``fp16`` (the
+            exit status stays the fp32 graph's). Defaults to False.
         int8_calib (str, optional): A folder of calibration images: the
             bundle's graph is then quantized to int8
-            (:func:`.bundle.quantize_int8`), its agreement and latency
-            reported under ``int8`` (the exit status stays the fp32
-            graph's). Defaults to None.
+            (:func:`.precision.quantize_int8`), reported under ``int8``
+            as ``fp16`` is. Defaults to None (not with ``fp16``).
 
     Returns:
         dict: The report (also written to ``report.json``), with
         ``disagreements`` (lines; empty when every image agrees).
     """
+    if fp16 and int8_calib is not None:
+        raise DeployError('--fp16 and --int8 each make the graph the bundle '
+                          'uses: give one (or make two bundles)')
     cfg = load_config(config, cfg_options)
     check_out_dir(out_dir)
     model, ckpt = trained_model(cfg, checkpoint)
@@ -374,14 +329,19 @@ def deploy(config: str,
         skipped=skipped,
         versions=source['versions'],
         date=source['date'])
-    if int8_calib is not None:
-        int8 = quantize_int8(out_dir, int8_calib)
+    lower = None
+    if fp16:
+        lower = 'fp16', export_fp16(out_dir, model, batches[0], shape, opset)
+    elif int8_calib is not None:
+        lower = 'int8', quantize_int8(out_dir, int8_calib)
+    if lower is not None:
+        name, figures = lower
         predictor = load_predictor(out_dir, torch.get_num_threads())
-        int8_images, _, int8_ms = _compare(model, predictor, images, batches,
-                                           repeat, references)
-        report['int8'] = dict(int8, images=int8_images, latency_ms=int8_ms,
-                              agreement=min(r['agreement']
-                                            for r in int8_images))
+        low_images, _, low_ms = _compare(model, predictor, images, batches,
+                                         repeat, references)
+        report[name] = dict(figures, images=low_images, latency_ms=low_ms,
+                            agreement=min(r['agreement']
+                                          for r in low_images))
     report['disagreements'] = disagreements(per_image)
     with open(osp.join(out_dir, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
