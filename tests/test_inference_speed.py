@@ -3,6 +3,7 @@ conv-BN folding, the exact mode's predictions against eager on micro
 detectors and segmentors, the reduced-precision modes, the refusals, the
 hook and the test tool's option."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from convnext_backbone import inference
 from convnext_backbone.inference import (check_fast_mode, fuse_conv_bn,
                                          optimize_for_inference)
 
-from helpers import load, randomize_, tiny_options
+from helpers import CONFIG_DIR, load, randomize_, tiny_options
 from tools.lib.errors import ConfigPrepareError
 from tools.lib.prepare import prepare_test_cfg
 
@@ -320,3 +321,23 @@ def test_benchmark_rows_time_the_same_network(upernet):
     assert rows['onnxruntime']['features_max_rel_error'] is None
     assert rows['onnxruntime']['split_ms']['onnx end2end'] > 0
     assert rows['none']['split_ms']['decode_head'] > 0
+
+
+def test_benchmark_bundle_row_of_a_detector():
+    """The onnxruntime row of a detector (the toy Mask R-CNN, random
+    weights) on the benchmark's own synthetic batch: its detections agree
+    with eager's test_step (the batch's metainfo describes an image at its
+    original size)."""
+    pytest.importorskip('onnxruntime')
+    from tools.analysis.bench_fast import run_settings
+    from tools.analysis.bench_model import load_model_config, synthetic_batch
+    from tools.lib.deploy import build_model
+    cfg = load_model_config(osp.join(CONFIG_DIR, 'toy',
+                                     'mask_rcnn_convnext_atto_toy.py'))
+    torch.manual_seed(0)
+    model = build_model(cfg, None)
+    data = synthetic_batch('mmdet', 3, 1, (128, 160))
+    rows = run_settings(model, ['none'], data, 'mmdet', torch.device('cpu'),
+                        iters=1, warmup=0, onnxruntime=True, cfg=cfg)
+    assert rows['onnxruntime']['agreement'] >= 0.99
+    assert rows['onnxruntime']['split_ms']['onnx end2end'] > 0

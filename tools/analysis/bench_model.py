@@ -88,9 +88,15 @@ def synthetic_batch(scope: str, num_classes: int, batch: int, shape,
     if scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
         torch.manual_seed(seed)
-        return demo_mm_inputs(batch_size=batch, image_shapes=(3, h, w),
+        data = demo_mm_inputs(batch_size=batch, image_shapes=(3, h, w),
                               num_items=[8] * batch, num_classes=num_classes,
                               with_mask=True)
+        for sample in data['data_samples']:
+            # demo_mm_inputs claims a rescale of (1.1, 1.2) that the image
+            # never had: an image at its original size has factor 1 (the
+            # onnxruntime row, a bundle, compares its predictions with it)
+            sample.set_metainfo(dict(scale_factor=(1.0, 1.0)))
+        return data
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     inputs, samples = [], []
