@@ -85,9 +85,11 @@ def onnxruntime_row(cfg: Config, model: nn.Module, data: dict,
     try:
         from tools.lib.deploy import DeployError
         from tools.lib.deploy.bundle import load_predictor, write_bundle
-        out_dir = tempfile.mkdtemp(prefix='bench_onnx_')
-        write_bundle(out_dir, cfg, model, data, dict(classes=[], palette=[]))
-        predictor = load_predictor(out_dir, torch.get_num_threads())
+        # the session holds the graph once loaded: the files can go
+        with tempfile.TemporaryDirectory(prefix='bench_onnx_') as out_dir:
+            write_bundle(out_dir, cfg, model, data,
+                         dict(classes=[], palette=[]))
+            predictor = load_predictor(out_dir, torch.get_num_threads())
     except ImportError as exc:
         return None, (f'onnxruntime row not timed: {exc} (make deploy '
                       'installs onnx and onnxruntime)')
