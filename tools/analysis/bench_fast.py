@@ -59,8 +59,9 @@ class BundleRow:
         """The lowest agreement (:func:`tools.lib.deploy.compare.agreement`)
         of this row's predictions with ``samples`` (a ``test_step``'s)."""
         from tools.lib.deploy.compare import agreement, reference_predictions
+        preds = self.steps()['test_step']()
         return min(agreement(reference_predictions(sample), pred)['agreement']
-                   for sample, pred in zip(samples, self.steps()['test_step']()))
+                   for sample, pred in zip(samples, preds))
 
     def steps(self) -> Dict[str, Callable[[], object]]:
         """:func:`path_steps` of this row."""
