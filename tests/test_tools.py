@@ -180,6 +180,8 @@ def test_test_tool_on_a_deploy_bundle(trained, tiny_det_config, toy_coco,
     (['ckpt.pth', '--bundle', 'b'], 'give a CHECKPOINT or --bundle DIR'),
     (['--bundle', 'b', '--tta'], '--tta changes the PyTorch model'),
     (['--bundle', 'b', '--fast', 'exact'], '--fast changes'),
+    (['--bundle', 'no_such_bundle'], "'no_such_bundle' is not a deploy "
+     'bundle (no predict.py in it)'),
 ])
 def test_test_tool_weights_arguments(args, expected):
     proc = run([PYTHON, osp.join(TOOLS, 'test.py'),

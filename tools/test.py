@@ -75,6 +75,14 @@ def check_weights_args(args: argparse.Namespace) -> None:
 def main() -> None:
     args = parse_args()
     check_weights_args(args)
+    bundle = None
+    if args.bundle is not None:  # a bad bundle stops before the runner
+        from tools.lib.deploy.evaluate import BundleModel
+        from tools.lib.deploy.export import DeployError
+        try:
+            bundle = BundleModel(args.bundle)
+        except DeployError as err:
+            sys.exit(f'error: {err}')
     cfg, runner = prepared_runner(
         prepare_test_cfg,
         args,
@@ -84,14 +92,9 @@ def main() -> None:
         tta=args.tta,
         fast=args.fast,
         emulated_bf16=args.emulated_bf16)
-    if args.bundle is not None:
-        from tools.lib.deploy.evaluate import BundleModel
-        from tools.lib.deploy.export import DeployError
-        try:
-            runner.model = BundleModel(args.bundle)
-        except DeployError as err:
-            sys.exit(f'error: {err}')
-        runner.logger.info(f'testing the {runner.model.precision} bundle '
+    if bundle is not None:
+        runner.model = bundle
+        runner.logger.info(f'testing the {bundle.precision} bundle '
                            f'{args.bundle}')
     else:
         try:

@@ -231,10 +231,18 @@ def name_graph(out_dir: str, graph: str, precision: str) -> None:
 
 def bundle_module(out_dir: str) -> Any:
     """The bundle's own ``predict.py`` as a module (the copy in
-    ``out_dir``, not this package's)."""
+    ``out_dir``, not this package's).
+
+    Raises:
+        DeployError: ``out_dir`` holds no ``predict.py``.
+    """
+    path = osp.join(out_dir, 'predict.py')
+    if not osp.isfile(path):
+        raise DeployError(f'{out_dir!r} is not a deploy bundle (no '
+                          'predict.py in it): give the folder tools/deploy.py'
+                          ' --out-dir wrote')
     spec = importlib.util.spec_from_file_location(
-        f'bundle_predict_{abs(hash(out_dir))}', osp.join(out_dir,
-                                                          'predict.py'))
+        f'bundle_predict_{abs(hash(out_dir))}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
