@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .export import DEFAULT_OPSET, END2END, DeployError, export_end2end
-from .predict import BUNDLE_JSON, INTERPOLATIONS
+from .predict import BUNDLE_JSON, INTERPOLATIONS, read_image
 
 #: Bumped when bundle.json changes meaning.
 BUNDLE_FORMAT = 1
@@ -246,6 +246,24 @@ def bundle_module(out_dir: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def bundle_image(image: Any) -> Any:
+    """What the bundle's predictor takes: a BGR array (a file read as
+    ``predict.py`` reads it, :func:`.predict.read_image`).
+
+    Raises:
+        DeployError: A missing file, or one that cannot be decoded.
+    """
+    if not isinstance(image, str):
+        return image
+    if not osp.isfile(image):
+        raise DeployError(f'image {image!r} does not exist')
+    array = read_image(image)
+    if array is None:
+        raise DeployError(f'image {image!r} could not be decoded (a '
+                          'damaged or truncated image?)')
+    return array
 
 
 def load_predictor(out_dir: str, threads: Optional[int] = None) -> Any:

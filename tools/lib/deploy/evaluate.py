@@ -12,17 +12,17 @@ from typing import Any, Dict, List, Optional
 import torch
 from mmengine.model import BaseModel
 
-from .bundle import bundle_module
+from .bundle import bundle_image, bundle_module
 from .export import DeployError
 
 
 class BundleModel(BaseModel):
     """``test_step`` reads each image from its file (``img_path``) as the
-    bundle's ``predict.py`` does and predicts with the bundle's
-    ``Predictor``; the predictions go into the batch's data samples as
-    mmdet's / mmseg's models put them (``pred_instances`` with boxes in
-    original-image pixels, scores, labels and masks; ``pred_sem_seg`` at
-    the original size).
+    bundle's ``predict.py`` does (:func:`.bundle.bundle_image`) and
+    predicts with the bundle's ``Predictor``; the predictions go into the
+    batch's data samples as mmdet's / mmseg's models put them
+    (``pred_instances`` with boxes in original-image pixels, scores,
+    labels and masks; ``pred_sem_seg`` at the original size).
 
     Args:
         bundle_dir (str): A folder ``tools/deploy.py`` wrote.
@@ -48,10 +48,7 @@ class BundleModel(BaseModel):
     def test_step(self, data: Dict[str, Any]) -> List[Any]:
         samples = data['data_samples']
         for sample in samples:
-            image = self.module.read_image(sample.img_path)
-            if image is None:
-                raise DeployError(f'{sample.img_path!r} could not be '
-                                  'decoded (a damaged or truncated image?)')
+            image = bundle_image(sample.img_path)
             try:
                 pred = self.predictor(image)
             except self.module.BundleError as err:

@@ -22,7 +22,8 @@ from ..cfg_options import merge_cfg_options
 from ..cfg_walk import config_scope
 from ..errors import ConfigPrepareError
 from ..weights import CheckpointFileError, build_trained_model
-from .bundle import check_out_dir, load_predictor, num_classes, write_bundle
+from .bundle import (bundle_image, check_out_dir, load_predictor,
+                     num_classes, write_bundle)
 from .compare import (IOU, MIN_AGREEMENT, SCORE_TOL, agreement,
                       disagreements, reference_predictions)
 from .export import DEFAULT_OPSET, DeployError
@@ -188,26 +189,6 @@ def _image_name(image: Any) -> str:
         f'array{tuple(image.shape)}'
 
 
-def _bundle_image(image: Any) -> Any:
-    """What the bundle's predictor takes: a BGR array (a file read as
-    ``predict.py`` reads it).
-
-    Raises:
-        DeployError: A missing file, or one that cannot be decoded.
-    """
-    if not isinstance(image, str):
-        return image
-    import cv2
-    if not osp.isfile(image):
-        raise DeployError(f'image {image!r} does not exist')
-    data = np.fromfile(image, np.uint8)
-    array = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if array is None:
-        raise DeployError(f'image {image!r} could not be decoded (a '
-                          'damaged or truncated image?)')
-    return array
-
-
 def _compare(model: nn.Module, predictor: Any, images: Sequence[Any],
              batches: Sequence[dict], repeat: int,
              references: List[Any]) -> Tuple[List[dict], List[float],
@@ -227,7 +208,7 @@ def _compare(model: nn.Module, predictor: Any, images: Sequence[Any],
                    input_shape=list(ref.metainfo.get('batch_input_shape',
                                                      ref.metainfo.get(
                                                          'img_shape', ()))))
-        array = _bundle_image(img)
+        array = bundle_image(img)
         try:
             got = predictor(array)
         except Exception as err:  # noqa: BLE001 - the bundle's refusal
@@ -290,7 +271,7 @@ def deploy(config: str,
     skipped = []
     for img in [i for i in images if isinstance(i, str)]:
         try:
-            _bundle_image(img)
+            bundle_image(img)
         except DeployError as err:
             skipped.append(f'{err}; skipped')
             images.remove(img)
